@@ -1,0 +1,76 @@
+"""The adjudication engine: a pure calculator that splits a drug claim between payers.
+
+No I/O, no clock, no environment, no ORM, no GraphQL: frozen facts in, an `Adjudication` out.
+"""
+
+from adjudication.claims import (
+    Accumulator,
+    Claim,
+    ClaimLine,
+    Institution,
+    InstitutionKind,
+    InsuranceType,
+    Patient,
+    Visit,
+)
+from adjudication.engine import adjudicate
+from adjudication.errors import AdjudicationError, ErrorCode, InputError, InvariantError
+from adjudication.formulary import BasicEntry, Category, CommercialEntry, Formulary, Part
+from adjudication.plans import (
+    Band,
+    Bands,
+    BaseTerm,
+    ByLevel,
+    Caps,
+    Catalogue,
+    Criteria,
+    Deductible,
+    DeductiblePer,
+    InKind,
+    Plan,
+    PlanKind,
+    Rate,
+    Variant,
+)
+from adjudication.results import Adjudication, LineResult, PayerShare, Reason, ReasonCode, Rebate
+
+__all__ = [
+    "Accumulator",
+    "Adjudication",
+    "AdjudicationError",
+    "Band",
+    "Bands",
+    "BaseTerm",
+    "BasicEntry",
+    "ByLevel",
+    "Caps",
+    "Catalogue",
+    "Category",
+    "Claim",
+    "ClaimLine",
+    "CommercialEntry",
+    "Criteria",
+    "Deductible",
+    "DeductiblePer",
+    "ErrorCode",
+    "Formulary",
+    "InKind",
+    "InputError",
+    "Institution",
+    "InstitutionKind",
+    "InsuranceType",
+    "InvariantError",
+    "LineResult",
+    "Part",
+    "Patient",
+    "PayerShare",
+    "Plan",
+    "PlanKind",
+    "Rate",
+    "Reason",
+    "ReasonCode",
+    "Rebate",
+    "Variant",
+    "Visit",
+    "adjudicate",
+]

@@ -1,0 +1,108 @@
+"""The facts of one claim: who was treated, where, when, and which drugs were dispensed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+from types import MappingProxyType
+
+from adjudication.money import Fen
+
+
+class InsuranceType(StrEnum):
+    EMPLOYEE = "employee"  # 职工基本医疗保险
+    RESIDENT = "resident"  # 城乡居民基本医疗保险
+
+
+class InstitutionKind(StrEnum):
+    HOSPITAL = "hospital"
+    PHARMACY = "pharmacy"  # designated retail pharmacy, dual channel (双通道)
+
+
+class Visit(StrEnum):
+    OUTPATIENT = "outpatient"
+    INPATIENT = "inpatient"
+    PHARMACY = "pharmacy"
+
+
+_NO_ACCUMULATORS: Mapping[str, Accumulator] = MappingProxyType({})
+_NO_UNITS: Mapping[str, int] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Institution:
+    """A designated institution. A pharmacy states a level too (1 where it has none)."""
+
+    code: str
+    kind: InstitutionKind
+    level: int
+    region: str
+
+
+@dataclass(frozen=True, slots=True)
+class Accumulator:
+    """One person's running totals under one plan (by its stable code) in one calendar year.
+
+    `claims` counts the year's claims on which the plan was eligible and had a base above zero;
+    it selects a per-claim deductible's `subsequent` amount.
+    """
+
+    deductible_met: Fen = 0
+    base_spent: Fen = 0
+    paid: Fen = 0
+    claims: int = 0
+
+    def __add__(self, other: Accumulator) -> Accumulator:
+        return Accumulator(
+            self.deductible_met + other.deductible_met,
+            self.base_spent + other.base_spent,
+            self.paid + other.paid,
+            self.claims + other.claims,
+        )
+
+    def __sub__(self, other: Accumulator) -> Accumulator:
+        return Accumulator(
+            self.deductible_met - other.deductible_met,
+            self.base_spent - other.base_spent,
+            self.paid - other.paid,
+            self.claims - other.claims,
+        )
+
+
+ZERO_ACCUMULATOR = Accumulator()
+
+
+@dataclass(frozen=True, slots=True)
+class Patient:
+    """The insured person as the plans see them, with this year's accumulators."""
+
+    insurance_type: InsuranceType
+    region: str
+    memberships: frozenset[str] = frozenset()
+    flags: frozenset[str] = frozenset()
+    accumulators: Mapping[str, Accumulator] = field(default_factory=lambda: _NO_ACCUMULATORS)
+    units_received: Mapping[str, int] = field(default_factory=lambda: _NO_UNITS)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimLine:
+    """One drug dispensed: `quantity` units at `unit_price` each (the list price on the bill)."""
+
+    drug: str
+    quantity: int
+    unit_price: Fen
+    trace_codes: tuple[str, ...] = ()
+    prescription_id: str | None = None
+    split: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    serial: str
+    service_date: date
+    visit: Visit
+    diagnoses: tuple[str, ...]
+    lines: tuple[ClaimLine, ...]
+    drg_group: str | None = None

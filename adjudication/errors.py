@@ -1,0 +1,44 @@
+"""Errors the engine raises, and the stable codes that name them.
+
+    AdjudicationError        anything the engine refuses to compute
+     ├── InputError           the input is malformed; carries the field's path and a stable code
+     └── InvariantError       a computed split broke conservation: a bug, never the caller's fault
+
+Business outcomes (a plan that does not pay, a drug out of scope) are not errors: they are
+reason codes on the result (see `results.ReasonCode`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Stable codes for refused input. Clients branch on these, never on messages."""
+
+    MISSING_FIELD = "MISSING_FIELD"
+    UNKNOWN_FIELD = "UNKNOWN_FIELD"
+    INVALID_FIELD = "INVALID_FIELD"
+    INVALID_AMOUNT = "INVALID_AMOUNT"
+    INVALID_RATIO = "INVALID_RATIO"
+    INVALID_QUANTITY = "INVALID_QUANTITY"
+    DUPLICATE = "DUPLICATE"
+    VISIT_MISMATCH = "VISIT_MISMATCH"
+
+
+class AdjudicationError(Exception):
+    """Base of everything the engine raises on purpose."""
+
+
+class InputError(AdjudicationError):
+    """Malformed input: `field` is the path of the offending value, e.g. `plans[2].ratio.rate`."""
+
+    def __init__(self, field: str, message: str, code: ErrorCode = ErrorCode.INVALID_FIELD) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
+        self.code = code
+
+
+class InvariantError(AdjudicationError):
+    """The engine computed a split that does not add up. Never caught: it means a bug."""

@@ -1,0 +1,95 @@
+"""What adjudication returns: per payer and per line, every figure with its base and its reasons."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from adjudication.claims import Accumulator
+from adjudication.money import Fen
+from adjudication.plans import PlanKind
+
+
+class ReasonCode(StrEnum):
+    """Stable codes explaining a figure. Clients and tests compare codes, never messages."""
+
+    NOT_ELIGIBLE = "NOT_ELIGIBLE"
+    DEDUCTIBLE = "DEDUCTIBLE"
+    CLAIM_CAP = "CLAIM_CAP"
+    ANNUAL_CAP = "ANNUAL_CAP"
+    NOT_IN_CATALOGUE = "NOT_IN_CATALOGUE"
+    RESTRICTED_SCOPE = "RESTRICTED_SCOPE"
+    NOT_DUAL_CHANNEL = "NOT_DUAL_CHANNEL"
+    ABOVE_STANDARD = "ABOVE_STANDARD"
+    DONATED = "DONATED"
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    code: ReasonCode
+    message: str
+
+
+Parts = tuple[Fen, Fen, Fen, Fen]
+"""in_scope, self_pay_first, above_standard, out_of_scope (indexed by `formulary.Part`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PayerShare:
+    """What one plan paid on the claim, the base it paid on and the deductible taken from it."""
+
+    plan: str
+    payer: str
+    kind: PlanKind
+    amount: Fen
+    base: Fen
+    deductible_applied: Fen
+    reasons: tuple[Reason, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LineResult:
+    """One line of the bill. `parts` cover the units left after donation; `total` is the whole
+    line (quantity × unit price), so total = donated value + sum(parts) = sum(paid) + patient.
+    """
+
+    index: int
+    drug: str
+    quantity: int
+    donated_units: int
+    total: Fen
+    parts: Parts
+    paid: Mapping[str, Fen]
+    patient: Fen
+    reasons: tuple[Reason, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Rebate:
+    """What the manufacturer owes an insurer on one line: units × (list − settlement price)."""
+
+    line: int
+    drug: str
+    insurer: str
+    amount: Fen
+
+
+@dataclass(frozen=True, slots=True)
+class Adjudication:
+    """The split of one claim.
+
+    `accumulators` and `units_received` are the patient's totals after this claim (the next
+    claim's input); `accumulator_changes` is exactly what this claim added, per plan, which is
+    what a reversal subtracts.
+    """
+
+    total: Fen
+    parts: Parts
+    payers: tuple[PayerShare, ...]
+    patient: Fen
+    lines: tuple[LineResult, ...]
+    rebates: tuple[Rebate, ...]
+    accumulators: Mapping[str, Accumulator]
+    accumulator_changes: Mapping[str, Accumulator]
+    units_received: Mapping[str, int]
