@@ -237,13 +237,9 @@ def _apply_plan(
     """
     lines = claim.lines
     shares = [0] * len(lines)
-
-    def refused(code: ReasonCode, message: str) -> tuple[PayerShare, list[Fen], Accumulator]:
-        return PayerShare(plan.id, plan.payer, plan.kind, 0, 0, 0, (Reason(code, message),)), shares, before
-
     failure = plan.eligible.failure(claim, patient, institution)
     if failure is not None:
-        return refused(ReasonCode.NOT_ELIGIBLE, failure)
+        return _refused(plan, ReasonCode.NOT_ELIGIBLE, failure), shares, before
     terms = terms_for(plan, claim, patient, institution)
     level = institution.level
     rule = terms.ratio.at(level) if isinstance(terms.ratio, ByLevel) else terms.ratio
@@ -254,7 +250,8 @@ def _apply_plan(
         if deductible.per is DeductiblePer.CLAIM and before.claims and deductible.subsequent is not None:
             deductible_amount = at_level(deductible.subsequent, level)
     if rule is None or deductible_amount is None:
-        return refused(ReasonCode.NOT_ELIGIBLE, f"the plan states no terms for level {level} institutions")
+        message = f"the plan states no terms for level {level} institutions"
+        return _refused(plan, ReasonCode.NOT_ELIGIBLE, message), shares, before
 
     drugs = plan.eligible.drugs
     catalogue_only = plan.only_catalogue is Catalogue.COMMERCIAL
@@ -264,14 +261,14 @@ def _apply_plan(
         if (not drugs or line.drug in drugs) and (not catalogue_only or (line.drug, plan.payer) in formulary.commercial)
     ]
     if not covered:
-        return refused(ReasonCode.NOT_IN_CATALOGUE, f"no drug of the claim is in {plan.payer}'s commercial catalogue")
+        message = f"no drug of the claim is in {plan.payer}'s commercial catalogue"
+        return _refused(plan, ReasonCode.NOT_IN_CATALOGUE, message), shares, before
 
-    terms_by_part = sorted(plan.base, key=lambda term: term.part)
-    weighted = any(term.weight != RATIO_ONE for term in terms_by_part)
+    terms_by_part = plan.base_in_order
     line_bases: list[Fen] = []
     for index in covered:
         parts = unpaid[index]
-        if weighted:
+        if plan.weighted:
             line_bases.append(round_half_up(sum(parts[t.part] * t.weight for t in terms_by_part), RATIO_ONE))
         else:
             line_bases.append(sum(parts[t.part] for t in terms_by_part))
@@ -329,6 +326,10 @@ def _apply_plan(
     )
     payer = PayerShare(plan.id, plan.payer, plan.kind, amount, base, applied, tuple(reasons))
     return payer, shares, after
+
+
+def _refused(plan: Plan, code: ReasonCode, message: str) -> PayerShare:
+    return PayerShare(plan.id, plan.payer, plan.kind, 0, 0, 0, (Reason(code, message),))
 
 
 def _rebate(

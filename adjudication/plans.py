@@ -180,6 +180,14 @@ class Plan:
     caps: Caps = NO_CAPS
     variants: tuple[Variant, ...] = ()
     in_kind: InKind | None = None
+    base_in_order: tuple[BaseTerm, ...] = field(init=False, repr=False, compare=False)
+    """`base` in the order payments are taken from the parts (in_scope first); derived."""
+    weighted: bool = field(init=False, repr=False, compare=False)
+    """Whether any base part counts at a weight other than 1; derived."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_in_order", tuple(sorted(self.base, key=lambda term: term.part)))
+        object.__setattr__(self, "weighted", any(term.weight != RATIO_ONE for term in self.base))
 
 
 @dataclass(frozen=True, slots=True)
