@@ -14,8 +14,12 @@ from enum import StrEnum
 
 
 class ErrorCode(StrEnum):
-    """Stable codes for refused input. Clients branch on these, never on messages."""
+    """Stable codes for refused requests. Clients branch on these, never on messages.
 
+    The engine raises the input codes; the service adds those about stored facts and state.
+    """
+
+    # malformed input
     MISSING_FIELD = "MISSING_FIELD"
     UNKNOWN_FIELD = "UNKNOWN_FIELD"
     INVALID_FIELD = "INVALID_FIELD"
@@ -24,6 +28,16 @@ class ErrorCode(StrEnum):
     INVALID_QUANTITY = "INVALID_QUANTITY"
     DUPLICATE = "DUPLICATE"
     VISIT_MISMATCH = "VISIT_MISMATCH"
+    # facts the request names that are not on record, or do not apply
+    NOT_FOUND = "NOT_FOUND"
+    UNKNOWN_DRUG = "UNKNOWN_DRUG"
+    NO_FORMULARY = "NO_FORMULARY"
+    NOT_ELIGIBLE = "NOT_ELIGIBLE"
+    # state
+    IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
+    IN_PROGRESS = "IN_PROGRESS"
+    ALREADY_REVERSED = "ALREADY_REVERSED"
+    VERSION_CONFLICT = "VERSION_CONFLICT"
 
 
 class AdjudicationError(Exception):

@@ -88,7 +88,7 @@ def loads(text: str) -> object:
         raise InputError("", f"not valid JSON: {error}") from None
 
 
-class _Object:
+class Reader:
     """A JSON object being read: tracks which keys were used so that the rest can be refused."""
 
     def __init__(self, value: object, path: str) -> None:
@@ -120,25 +120,25 @@ class _Object:
                 raise InputError(self.at(key), "unknown key", ErrorCode.UNKNOWN_FIELD)
 
     def text(self, key: str) -> str:
-        return _text(self.required(key), self.at(key))
+        return read_text(self.required(key), self.at(key))
 
     def optional_text(self, key: str) -> str | None:
         value = self.optional(key)
-        return None if value is None else _text(value, self.at(key))
+        return None if value is None else read_text(value, self.at(key))
 
     def yuan(self, key: str) -> Fen:
-        return _yuan(self.required(key), self.at(key))
+        return read_yuan(self.required(key), self.at(key))
 
     def optional_yuan(self, key: str) -> Fen | None:
         value = self.optional(key)
-        return None if value is None else _yuan(value, self.at(key))
+        return None if value is None else read_yuan(value, self.at(key))
 
     def enum(self, key: str, kind: type[E]) -> E:
-        return _enum(self.required(key), self.at(key), kind)
+        return read_enum(self.required(key), self.at(key), kind)
 
     def texts(self, key: str) -> tuple[str, ...]:
         value = self.optional(key)
-        return () if value is None else tuple(_text(v, p) for v, p in _items(value, self.at(key)))
+        return () if value is None else tuple(read_text(v, p) for v, p in read_items(value, self.at(key)))
 
     def boolean(self, key: str) -> bool:
         value = self.optional(key)
@@ -150,23 +150,23 @@ class _Object:
 
     def count(self, key: str, *, minimum: int, default: int | None = None) -> int:
         value = self.required(key) if default is None else self.optional(key)
-        return default if value is None and default is not None else _integer(value, self.at(key), minimum)
+        return default if value is None and default is not None else read_integer(value, self.at(key), minimum)
 
 
-def _items(value: object, path: str) -> Iterator[tuple[object, str]]:
+def read_items(value: object, path: str) -> Iterator[tuple[object, str]]:
     if not isinstance(value, list):
         raise InputError(path, "must be a list")
     for index, item in enumerate(value):
         yield item, f"{path}[{index}]"
 
 
-def _text(value: object, path: str) -> str:
+def read_text(value: object, path: str) -> str:
     if not isinstance(value, str) or not value:
         raise InputError(path, "must be a non-empty string")
     return value
 
 
-def _integer(value: object, path: str, minimum: int) -> int:
+def read_integer(value: object, path: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError(path, "must be an integer", ErrorCode.INVALID_QUANTITY)
     if value < minimum:
@@ -174,7 +174,7 @@ def _integer(value: object, path: str, minimum: int) -> int:
     return value
 
 
-def _yuan(value: object, path: str) -> Fen:
+def read_yuan(value: object, path: str) -> Fen:
     if not isinstance(value, str):
         raise InputError(path, 'must be a decimal string in yuan, such as "1234.50"', ErrorCode.INVALID_AMOUNT)
     try:
@@ -183,7 +183,7 @@ def _yuan(value: object, path: str) -> Fen:
         raise InputError(path, str(error), ErrorCode.INVALID_AMOUNT) from None
 
 
-def _ratio(value: object, path: str) -> Ratio:
+def read_ratio(value: object, path: str) -> Ratio:
     if not isinstance(value, str):
         raise InputError(path, 'must be a decimal string between 0 and 1, such as "0.85"', ErrorCode.INVALID_RATIO)
     try:
@@ -192,7 +192,7 @@ def _ratio(value: object, path: str) -> Ratio:
         raise InputError(path, str(error), ErrorCode.INVALID_RATIO) from None
 
 
-def _enum(value: object, path: str, kind: type[E]) -> E:
+def read_enum(value: object, path: str, kind: type[E]) -> E:
     for member in kind:
         if member.value == value:
             return member
@@ -201,7 +201,7 @@ def _enum(value: object, path: str, kind: type[E]) -> E:
 
 
 def _by_level(value: object, path: str, read: Callable[[object, str], T]) -> ByLevel[T]:
-    reader = _Object(value, path)
+    reader = Reader(value, path)
     result: dict[int, T] = {}
     for key in reader.value:
         if key == COMMENT:
@@ -215,7 +215,7 @@ def _by_level(value: object, path: str, read: Callable[[object, str], T]) -> ByL
 
 
 def read_institution(value: object, path: str = "institution") -> Institution:
-    reader = _Object(value, path)
+    reader = Reader(value, path)
     kind = reader.enum("kind", InstitutionKind)
     level_default = 1 if kind is InstitutionKind.PHARMACY else None
     level = reader.count("level", minimum=1, default=level_default)
@@ -227,7 +227,7 @@ def read_institution(value: object, path: str = "institution") -> Institution:
 
 
 def _accumulator(value: object, path: str) -> Accumulator:
-    reader = _Object(value, path)
+    reader = Reader(value, path)
     accumulator = Accumulator(
         deductible_met=reader.optional_yuan("deductible_met") or 0,
         base_spent=reader.optional_yuan("base_spent") or 0,
@@ -239,21 +239,21 @@ def _accumulator(value: object, path: str) -> Accumulator:
 
 
 def read_patient(value: object, path: str = "patient") -> Patient:
-    reader = _Object(value, path)
+    reader = Reader(value, path)
     accumulators: dict[str, Accumulator] = {}
     raw = reader.optional("accumulators")
     if raw is not None:
-        plans = _Object(raw, reader.at("accumulators"))
+        plans = Reader(raw, reader.at("accumulators"))
         for plan_id in plans.value:
             if plan_id != COMMENT:
                 accumulators[plan_id] = _accumulator(plans.required(plan_id), plans.at(plan_id))
     units: dict[str, int] = {}
     raw = reader.optional("units_received")
     if raw is not None:
-        drugs = _Object(raw, reader.at("units_received"))
+        drugs = Reader(raw, reader.at("units_received"))
         for drug in drugs.value:
             if drug != COMMENT:
-                units[drug] = _integer(drugs.required(drug), drugs.at(drug), 0)
+                units[drug] = read_integer(drugs.required(drug), drugs.at(drug), 0)
     patient = Patient(
         insurance_type=reader.enum("insurance_type", InsuranceType),
         region=reader.text("region"),
@@ -267,19 +267,21 @@ def read_patient(value: object, path: str = "patient") -> Patient:
 
 
 def _basic_entry(value: object, path: str) -> BasicEntry:
-    reader = _Object(value, path)
+    reader = Reader(value, path)
     visits = reader.optional("restricted_visits")
     share = reader.optional("self_pay_first_ratio")
     entry = BasicEntry(
         drug=reader.text("drug"),
         category=reader.enum("category", Category),
         payment_standard=reader.optional_yuan("payment_standard"),
-        self_pay_first_ratio=None if share is None else _ratio(share, reader.at("self_pay_first_ratio")),
+        self_pay_first_ratio=None if share is None else read_ratio(share, reader.at("self_pay_first_ratio")),
         negotiated=reader.boolean("negotiated"),
         dual_channel=reader.boolean("dual_channel"),
         restricted_diagnoses=reader.texts("restricted_diagnoses"),
         restricted_visits=frozenset(
-            () if visits is None else (_enum(v, p, Visit) for v, p in _items(visits, reader.at("restricted_visits")))
+            ()
+            if visits is None
+            else (read_enum(v, p, Visit) for v, p in read_items(visits, reader.at("restricted_visits")))
         ),
     )
     reader.done()
@@ -287,7 +289,7 @@ def _basic_entry(value: object, path: str) -> BasicEntry:
 
 
 def _commercial_entry(value: object, path: str) -> CommercialEntry:
-    reader = _Object(value, path)
+    reader = Reader(value, path)
     entry = CommercialEntry(
         drug=reader.text("drug"),
         insurer=reader.text("insurer"),
@@ -299,17 +301,17 @@ def _commercial_entry(value: object, path: str) -> CommercialEntry:
 
 def read_formulary(value: object, path: str = "formulary") -> Formulary:
     """The basic formulary and the commercial catalogue; a drug (or drug and insurer) at most once."""
-    reader = _Object(value, path)
+    reader = Reader(value, path)
     basic: dict[str, BasicEntry] = {}
     raw = reader.optional("basic")
-    for item, item_path in _items([] if raw is None else raw, reader.at("basic")):
+    for item, item_path in read_items([] if raw is None else raw, reader.at("basic")):
         entry = _basic_entry(item, item_path)
         if entry.drug in basic:
             raise InputError(f"{item_path}.drug", f"{entry.drug} is listed twice", ErrorCode.DUPLICATE)
         basic[entry.drug] = entry
     commercial: dict[tuple[str, str], CommercialEntry] = {}
     raw = reader.optional("commercial")
-    for item, item_path in _items([] if raw is None else raw, reader.at("commercial")):
+    for item, item_path in read_items([] if raw is None else raw, reader.at("commercial")):
         listed = _commercial_entry(item, item_path)
         key = (listed.drug, listed.insurer)
         if key in commercial:
@@ -320,7 +322,7 @@ def read_formulary(value: object, path: str = "formulary") -> Formulary:
     share = reader.optional("self_pay_first_ratio")
     formulary = Formulary(
         basic=MappingProxyType(basic),
-        self_pay_first_ratio=0 if share is None else _ratio(share, reader.at("self_pay_first_ratio")),
+        self_pay_first_ratio=0 if share is None else read_ratio(share, reader.at("self_pay_first_ratio")),
         commercial=MappingProxyType(commercial),
     )
     reader.done()
@@ -329,13 +331,13 @@ def read_formulary(value: object, path: str = "formulary") -> Formulary:
 
 def _criteria(value: object, path: str, *, conditions: bool) -> Criteria:
     """An `eligible` object, or with `conditions` a variant's `when` (adds levels, outside_region)."""
-    reader = _Object(value, path)
+    reader = Reader(value, path)
     levels: frozenset[int] = frozenset()
     outside_region: bool | None = None
     if conditions:
         raw_levels = reader.optional("levels")
         if raw_levels is not None:
-            levels = frozenset(_integer(v, p, 1) for v, p in _items(raw_levels, reader.at("levels")))
+            levels = frozenset(read_integer(v, p, 1) for v, p in read_items(raw_levels, reader.at("levels")))
         raw_outside = reader.optional("outside_region")
         if raw_outside is not None:
             if not isinstance(raw_outside, bool):
@@ -346,7 +348,7 @@ def _criteria(value: object, path: str, *, conditions: bool) -> Criteria:
         insurance_types=frozenset(
             ()
             if raw_types is None
-            else (_enum(v, p, InsuranceType) for v, p in _items(raw_types, reader.at("insurance_types")))
+            else (read_enum(v, p, InsuranceType) for v, p in read_items(raw_types, reader.at("insurance_types")))
         ),
         regions=frozenset(reader.texts("regions")),
         memberships=frozenset(reader.texts("memberships")),
@@ -363,9 +365,9 @@ def _criteria(value: object, path: str, *, conditions: bool) -> Criteria:
 def _base_term(value: object, path: str) -> BaseTerm:
     if isinstance(value, str):
         return BaseTerm(_part(value, path))
-    reader = _Object(value, path)
+    reader = Reader(value, path)
     term = BaseTerm(
-        _part(reader.required("part"), reader.at("part")), _ratio(reader.required("weight"), reader.at("weight"))
+        _part(reader.required("part"), reader.at("part")), read_ratio(reader.required("weight"), reader.at("weight"))
     )
     reader.done()
     return term
@@ -380,16 +382,16 @@ def _part(value: object, path: str) -> Part:
 
 def _level_amount(value: object, path: str) -> Fen | ByLevel[Fen]:
     if isinstance(value, dict):
-        reader = _Object(value, path)
-        amounts = _by_level(reader.required("by_level"), reader.at("by_level"), _yuan)
+        reader = Reader(value, path)
+        amounts = _by_level(reader.required("by_level"), reader.at("by_level"), read_yuan)
         reader.done()
         return amounts
-    return _yuan(value, path)
+    return read_yuan(value, path)
 
 
 def _deductible(value: object, path: str) -> Deductible:
-    reader = _Object(value, path)
-    per = _enum(reader.optional("per") or "year", reader.at("per"), DeductiblePer)
+    reader = Reader(value, path)
+    per = read_enum(reader.optional("per") or "year", reader.at("per"), DeductiblePer)
     subsequent = reader.optional("subsequent")
     if subsequent is not None and per is not DeductiblePer.CLAIM:
         raise InputError(reader.at("subsequent"), "only a per-claim deductible has a subsequent amount")
@@ -404,12 +406,12 @@ def _deductible(value: object, path: str) -> Deductible:
 
 def _bands(value: object, path: str) -> Bands:
     bands: list[Band] = []
-    for item, item_path in _items(value, path):
-        reader = _Object(item, item_path)
+    for item, item_path in read_items(value, path):
+        reader = Reader(item, item_path)
         upto = reader.required("upto")
         band = Band(
-            upto=None if upto is None else _yuan(upto, reader.at("upto")),
-            rate=_ratio(reader.required("rate"), reader.at("rate")),
+            upto=None if upto is None else read_yuan(upto, reader.at("upto")),
+            rate=read_ratio(reader.required("rate"), reader.at("rate")),
         )
         reader.done()
         if bands and (bands[-1].upto is None or (band.upto is not None and band.upto <= bands[-1].upto)):
@@ -423,7 +425,7 @@ def _bands(value: object, path: str) -> Bands:
 def _rate_or_bands(value: object, path: str) -> Rate | Bands:
     """A level's value: a rate ("0.85"), a list of bands, or {"rate": ...} / {"bands": [...]}."""
     if isinstance(value, str):
-        return Rate(_ratio(value, path))
+        return Rate(read_ratio(value, path))
     if isinstance(value, list):
         return _bands(value, path)
     rule = _ratio_rule(value, path, levels=False)
@@ -432,7 +434,7 @@ def _rate_or_bands(value: object, path: str) -> Rate | Bands:
 
 
 def _ratio_rule(value: object, path: str, *, levels: bool = True) -> RatioRule:
-    reader = _Object(value, path)
+    reader = Reader(value, path)
     forms = [key for key in ("rate", "bands", "by_level") if reader.has(key)]
     if len(forms) != 1 or (forms[0] == "by_level" and not levels):
         allowed = "rate, bands or by_level" if levels else "rate or bands"
@@ -440,7 +442,7 @@ def _ratio_rule(value: object, path: str, *, levels: bool = True) -> RatioRule:
     form = forms[0]
     rule: RatioRule
     if form == "rate":
-        rule = Rate(_ratio(reader.required("rate"), reader.at("rate")))
+        rule = Rate(read_ratio(reader.required("rate"), reader.at("rate")))
     elif form == "bands":
         rule = _bands(reader.required("bands"), reader.at("bands"))
     else:
@@ -450,14 +452,14 @@ def _ratio_rule(value: object, path: str, *, levels: bool = True) -> RatioRule:
 
 
 def _caps(value: object, path: str) -> Caps:
-    reader = _Object(value, path)
+    reader = Reader(value, path)
     caps = Caps(claim=reader.optional_yuan("claim"), annual=reader.optional_yuan("annual"))
     reader.done()
     return caps
 
 
 def _variant(value: object, path: str) -> Variant:
-    reader = _Object(value, path)
+    reader = Reader(value, path)
     deductible, ratio, caps = (reader.optional(key) for key in ("deductible", "ratio", "caps"))
     variant = Variant(
         when=_criteria(reader.required("when"), reader.at("when"), conditions=True),
@@ -470,7 +472,7 @@ def _variant(value: object, path: str) -> Variant:
 
 
 def _in_kind(value: object, path: str) -> InKind:
-    reader = _Object(value, path)
+    reader = Reader(value, path)
     programme = InKind(
         drug=reader.text("drug"),
         after_units=reader.count("after_units", minimum=0),
@@ -482,7 +484,7 @@ def _in_kind(value: object, path: str) -> InKind:
 
 def read_plan(value: object, path: str) -> Plan:
     """One plan. A donation programme (`in_kind`) states no base, deductible, ratio or caps."""
-    reader = _Object(value, path)
+    reader = Reader(value, path)
     plan_id, payer, kind = reader.text("id"), reader.text("payer"), reader.enum("kind", PlanKind)
     raw_eligible = reader.optional("eligible")
     eligible = ANYONE if raw_eligible is None else _criteria(raw_eligible, reader.at("eligible"), conditions=False)
@@ -494,7 +496,7 @@ def read_plan(value: object, path: str) -> Plan:
         plan = Plan(plan_id, payer, kind, eligible=eligible, in_kind=_in_kind(raw_in_kind, reader.at("in_kind")))
         reader.done()
         return plan
-    base = tuple(_base_term(v, p) for v, p in _items(reader.required("base"), reader.at("base")))
+    base = tuple(_base_term(v, p) for v, p in read_items(reader.required("base"), reader.at("base")))
     if not base:
         raise InputError(reader.at("base"), "names no part", ErrorCode.MISSING_FIELD)
     if len({term.part for term in base}) != len(base):
@@ -507,11 +509,13 @@ def read_plan(value: object, path: str) -> Plan:
         kind,
         eligible=eligible,
         base=base,
-        only_catalogue=None if only is None else _enum(only, reader.at("only_catalogue"), Catalogue),
+        only_catalogue=None if only is None else read_enum(only, reader.at("only_catalogue"), Catalogue),
         deductible=None if deductible is None else _deductible(deductible, reader.at("deductible")),
         ratio=_ratio_rule(reader.required("ratio"), reader.at("ratio")),
         caps=NO_CAPS if caps is None else _caps(caps, reader.at("caps")),
-        variants=() if variants is None else tuple(_variant(v, p) for v, p in _items(variants, reader.at("variants"))),
+        variants=()
+        if variants is None
+        else tuple(_variant(v, p) for v, p in read_items(variants, reader.at("variants"))),
     )
     reader.done()
     return plan
@@ -519,7 +523,7 @@ def read_plan(value: object, path: str) -> Plan:
 
 def read_plans(value: object, path: str = "plans") -> tuple[Plan, ...]:
     plans: list[Plan] = []
-    for item, item_path in _items(value, path):
+    for item, item_path in read_items(value, path):
         plan = read_plan(item, item_path)
         if any(other.id == plan.id for other in plans):
             raise InputError(f"{item_path}.id", f"plan {plan.id} is listed twice", ErrorCode.DUPLICATE)
@@ -528,7 +532,7 @@ def read_plans(value: object, path: str = "plans") -> tuple[Plan, ...]:
 
 
 def _line(value: object, path: str) -> ClaimLine:
-    reader = _Object(value, path)
+    reader = Reader(value, path)
     line = ClaimLine(
         drug=reader.text("drug"),
         quantity=reader.count("quantity", minimum=1),
@@ -542,8 +546,8 @@ def _line(value: object, path: str) -> ClaimLine:
 
 
 def read_claim(value: object, service_date: date, path: str = "claim") -> Claim:
-    reader = _Object(value, path)
-    lines = tuple(_line(v, p) for v, p in _items(reader.required("lines"), reader.at("lines")))
+    reader = Reader(value, path)
+    lines = tuple(_line(v, p) for v, p in read_items(reader.required("lines"), reader.at("lines")))
     if not lines:
         raise InputError(reader.at("lines"), "a claim has at least one line", ErrorCode.MISSING_FIELD)
     claim = Claim(
@@ -569,7 +573,7 @@ def read_date(value: object, path: str) -> date:
 
 def read_scenario(value: object) -> Scenario:
     """A whole scenario (SCENARIO.md's Input), checked field by field."""
-    reader = _Object(value, "")
+    reader = Reader(value, "")
     service_date = read_date(reader.required("service_date"), "service_date")
     institution = read_institution(reader.required("institution"))
     scenario = Scenario(

@@ -1,0 +1,378 @@
+"""The schema. Money is integer fen (BigInteger, `_fen` suffix), ratios integer millionths (`_ppm`).
+
+Nothing is deleted: a reversal changes a settlement's status and posts compensating ledger
+entries; formularies and plans are versioned by effective date.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from api.db.base import Base
+from api.ids import uuid7
+
+Code = String(64)
+Money = BigInteger()
+
+
+def _id() -> Mapped[uuid.UUID]:
+    return mapped_column(Uuid, primary_key=True, default=uuid7)
+
+
+class Drug(Base):
+    """A drug product: national medical-insurance code, package size in its smallest unit."""
+
+    __tablename__ = "drugs"
+
+    id: Mapped[uuid.UUID] = _id()
+    code: Mapped[str] = mapped_column(Code, unique=True)
+    generic_name: Mapped[str] = mapped_column(String(200))
+    specification: Mapped[str] = mapped_column(String(200), default="")
+    package_units: Mapped[int] = mapped_column(Integer)
+    manufacturer: Mapped[str] = mapped_column(String(200), default="")
+    trace_prefixes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    listed_on: Mapped[date | None] = mapped_column(Date)
+
+    __table_args__ = (CheckConstraint("package_units > 0", name="package_units_positive"),)
+
+
+class Institution(Base):
+    """A designated hospital (level 1-3) or dual-channel retail pharmacy."""
+
+    __tablename__ = "institutions"
+
+    id: Mapped[uuid.UUID] = _id()
+    code: Mapped[str] = mapped_column(Code, unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    level: Mapped[int] = mapped_column(Integer)
+    region: Mapped[str] = mapped_column(String(16), index=True)
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('hospital', 'pharmacy')", name="kind"),
+        CheckConstraint("level BETWEEN 1 AND 3", name="level"),
+    )
+
+
+class Payer(Base):
+    """An organisation that pays: a basic-insurance fund, an insurer, a mutual-aid fund, a charity."""
+
+    __tablename__ = "payers"
+
+    id: Mapped[uuid.UUID] = _id()
+    code: Mapped[str] = mapped_column(Code, unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    region: Mapped[str | None] = mapped_column(String(16))
+
+    __table_args__ = (CheckConstraint("kind IN ('fund', 'insurer', 'mutual_aid', 'charity')", name="kind"),)
+
+
+class Person(Base):
+    """An insured person, known to cashiers by the insurance number (人员编号, `psn_no`)."""
+
+    __tablename__ = "people"
+
+    id: Mapped[uuid.UUID] = _id()
+    psn_no: Mapped[str] = mapped_column(Code, unique=True)
+    id_number: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(100))
+    insurance_type: Mapped[str] = mapped_column(String(16))
+    region: Mapped[str] = mapped_column(String(16), index=True)
+    memberships: Mapped[list[str]] = mapped_column(JSON, default=list)
+    flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    __table_args__ = (CheckConstraint("insurance_type IN ('employee', 'resident')", name="insurance_type"),)
+
+
+class FormularyVersion(Base):
+    """The basic formulary and commercial catalogue of a region from `effective_from` on."""
+
+    __tablename__ = "formulary_versions"
+
+    id: Mapped[uuid.UUID] = _id()
+    region: Mapped[str] = mapped_column(String(16))
+    effective_from: Mapped[date] = mapped_column(Date)
+    self_pay_first_ratio_ppm: Mapped[int] = mapped_column(Integer)
+    loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("region", "effective_from"),)
+
+
+class BasicEntry(Base):
+    __tablename__ = "basic_entries"
+
+    id: Mapped[uuid.UUID] = _id()
+    formulary_version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("formulary_versions.id"))
+    drug_code: Mapped[str] = mapped_column(Code)
+    category: Mapped[str] = mapped_column(String(1))
+    payment_standard_fen: Mapped[int | None] = mapped_column(Money)
+    self_pay_first_ratio_ppm: Mapped[int | None] = mapped_column(Integer)
+    negotiated: Mapped[bool] = mapped_column(Boolean)
+    dual_channel: Mapped[bool] = mapped_column(Boolean)
+    restricted_diagnoses: Mapped[list[str]] = mapped_column(JSON)
+    restricted_visits: Mapped[list[str]] = mapped_column(JSON)
+
+    __table_args__ = (
+        UniqueConstraint("formulary_version_id", "drug_code"),
+        CheckConstraint("category IN ('A', 'B')", name="category"),
+    )
+
+
+class CommercialEntry(Base):
+    """A drug of the commercial innovative-drug catalogue under one insurer, at its settlement price."""
+
+    __tablename__ = "commercial_entries"
+
+    id: Mapped[uuid.UUID] = _id()
+    formulary_version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("formulary_versions.id"))
+    drug_code: Mapped[str] = mapped_column(Code)
+    insurer_code: Mapped[str] = mapped_column(Code)
+    settlement_price_fen: Mapped[int] = mapped_column(Money)
+
+    __table_args__ = (UniqueConstraint("formulary_version_id", "drug_code", "insurer_code"),)
+
+
+class PlanVersion(Base):
+    """One payer's plan from `effective_from` on; `definition` is the plan object of SCENARIO.md."""
+
+    __tablename__ = "plan_versions"
+
+    id: Mapped[uuid.UUID] = _id()
+    plan_code: Mapped[str] = mapped_column(Code)
+    payer_code: Mapped[str] = mapped_column(Code, index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    region: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(Integer)
+    effective_from: Mapped[date] = mapped_column(Date)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("plan_code", "effective_from"), Index(None, "region", "effective_from"))
+
+
+class Accumulator(Base):
+    """One person's totals under one plan (by stable code) in one calendar year (Asia/Shanghai)."""
+
+    __tablename__ = "accumulators"
+
+    id: Mapped[uuid.UUID] = _id()
+    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("people.id"))
+    plan_code: Mapped[str] = mapped_column(Code)
+    year: Mapped[int] = mapped_column(Integer)
+    deductible_met_fen: Mapped[int] = mapped_column(Money, default=0)
+    base_spent_fen: Mapped[int] = mapped_column(Money, default=0)
+    paid_fen: Mapped[int] = mapped_column(Money, default=0)
+    claims: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (UniqueConstraint("person_id", "year", "plan_code"),)
+
+
+class UnitsReceived(Base):
+    """Units of one drug a person received in one year (donation programmes count them)."""
+
+    __tablename__ = "units_received"
+
+    id: Mapped[uuid.UUID] = _id()
+    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("people.id"))
+    drug_code: Mapped[str] = mapped_column(Code)
+    year: Mapped[int] = mapped_column(Integer)
+    units: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (UniqueConstraint("person_id", "year", "drug_code"),)
+
+
+class PrepaymentPool(Base):
+    """Money a payer has advanced to an institution (预付金); settlements draw on it."""
+
+    __tablename__ = "prepayment_pools"
+
+    id: Mapped[uuid.UUID] = _id()
+    payer_code: Mapped[str] = mapped_column(Code)
+    institution_code: Mapped[str] = mapped_column(Code, index=True)
+    granted_fen: Mapped[int] = mapped_column(Money, default=0)
+    drawn_fen: Mapped[int] = mapped_column(Money, default=0)
+    returned_fen: Mapped[int] = mapped_column(Money, default=0)
+    balance_fen: Mapped[int] = mapped_column(Money, default=0)
+
+    __table_args__ = (
+        UniqueConstraint("payer_code", "institution_code"),
+        CheckConstraint("balance_fen >= 0", name="not_overdrawn"),
+        CheckConstraint("balance_fen = granted_fen - drawn_fen + returned_fen", name="balance"),
+    )
+
+
+class PrepaymentGrant(Base):
+    __tablename__ = "prepayment_grants"
+
+    id: Mapped[uuid.UUID] = _id()
+    pool_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("prepayment_pools.id"))
+    amount_fen: Mapped[int] = mapped_column(Money)
+    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str] = mapped_column(String(200), default="")
+
+    __table_args__ = (CheckConstraint("amount_fen > 0", name="positive"),)
+
+
+class Settlement(Base):
+    """A committed adjudication of one claim. (institution_code, serial) is the idempotency key;
+    `request_hash` is the SHA-256 of the request's canonical JSON.
+    """
+
+    __tablename__ = "settlements"
+
+    id: Mapped[uuid.UUID] = _id()
+    institution_code: Mapped[str] = mapped_column(Code)
+    serial: Mapped[str] = mapped_column(String(100))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("people.id"))
+    service_date: Mapped[date] = mapped_column(Date)
+    year: Mapped[int] = mapped_column(Integer)
+    visit: Mapped[str] = mapped_column(String(16))
+    diagnoses: Mapped[list[str]] = mapped_column(JSON)
+    drg_group: Mapped[str | None] = mapped_column(String(32))
+    prescribing_hospital: Mapped[str | None] = mapped_column(Code)
+    formulary_version_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("formulary_versions.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    total_fen: Mapped[int] = mapped_column(Money)
+    in_scope_fen: Mapped[int] = mapped_column(Money)
+    self_pay_first_fen: Mapped[int] = mapped_column(Money)
+    above_standard_fen: Mapped[int] = mapped_column(Money)
+    out_of_scope_fen: Mapped[int] = mapped_column(Money)
+    patient_fen: Mapped[int] = mapped_column(Money)
+    settled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reversed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reversal_reason: Mapped[str | None] = mapped_column(String(500))
+
+    __table_args__ = (
+        UniqueConstraint("institution_code", "serial"),
+        Index(None, "person_id", "year"),
+        Index(None, "service_date"),
+        CheckConstraint("status IN ('settled', 'reversed')", name="status"),
+    )
+
+
+class SettlementLine(Base):
+    __tablename__ = "settlement_lines"
+
+    id: Mapped[uuid.UUID] = _id()
+    settlement_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("settlements.id"))
+    line_index: Mapped[int] = mapped_column(Integer)
+    drug_code: Mapped[str] = mapped_column(Code, index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price_fen: Mapped[int] = mapped_column(Money)
+    total_fen: Mapped[int] = mapped_column(Money)
+    donated_units: Mapped[int] = mapped_column(Integer)
+    in_scope_fen: Mapped[int] = mapped_column(Money)
+    self_pay_first_fen: Mapped[int] = mapped_column(Money)
+    above_standard_fen: Mapped[int] = mapped_column(Money)
+    out_of_scope_fen: Mapped[int] = mapped_column(Money)
+    patient_fen: Mapped[int] = mapped_column(Money)
+    reasons: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    trace_codes: Mapped[list[str]] = mapped_column(JSON)
+    prescription_id: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("settlement_id", "line_index"),)
+
+
+class SettlementPayer(Base):
+    """One plan's share of a settlement, and how it was funded: drawn from the pool or owed."""
+
+    __tablename__ = "settlement_payers"
+
+    id: Mapped[uuid.UUID] = _id()
+    settlement_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("settlements.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    plan_code: Mapped[str] = mapped_column(Code)
+    plan_version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("plan_versions.id"))
+    payer_code: Mapped[str] = mapped_column(Code, index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    amount_fen: Mapped[int] = mapped_column(Money)
+    base_fen: Mapped[int] = mapped_column(Money)
+    deductible_applied_fen: Mapped[int] = mapped_column(Money)
+    drawn_fen: Mapped[int] = mapped_column(Money)
+    receivable_fen: Mapped[int] = mapped_column(Money)
+    reasons: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+
+    __table_args__ = (
+        UniqueConstraint("settlement_id", "position"),
+        CheckConstraint("amount_fen = drawn_fen + receivable_fen", name="funded"),
+    )
+
+
+class SettlementLinePayment(Base):
+    """What one plan paid on one line (only non-zero amounts are stored)."""
+
+    __tablename__ = "settlement_line_payments"
+
+    id: Mapped[uuid.UUID] = _id()
+    settlement_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("settlements.id"))
+    line_index: Mapped[int] = mapped_column(Integer)
+    plan_code: Mapped[str] = mapped_column(Code)
+    amount_fen: Mapped[int] = mapped_column(Money)
+
+    __table_args__ = (UniqueConstraint("settlement_id", "line_index", "plan_code"),)
+
+
+class SettlementAccumulatorChange(Base):
+    """Exactly what a settlement added to one accumulator: what its reversal subtracts."""
+
+    __tablename__ = "settlement_accumulator_changes"
+
+    id: Mapped[uuid.UUID] = _id()
+    settlement_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("settlements.id"))
+    plan_code: Mapped[str] = mapped_column(Code)
+    deductible_met_fen: Mapped[int] = mapped_column(Money)
+    base_spent_fen: Mapped[int] = mapped_column(Money)
+    paid_fen: Mapped[int] = mapped_column(Money)
+    claims: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (UniqueConstraint("settlement_id", "plan_code"),)
+
+
+class SettlementRebate(Base):
+    """A manufacturer's rebate owed to an insurer on one line (derived from the confidential price)."""
+
+    __tablename__ = "settlement_rebates"
+
+    id: Mapped[uuid.UUID] = _id()
+    settlement_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("settlements.id"))
+    line_index: Mapped[int] = mapped_column(Integer)
+    drug_code: Mapped[str] = mapped_column(Code)
+    insurer_code: Mapped[str] = mapped_column(Code, index=True)
+    amount_fen: Mapped[int] = mapped_column(Money)
+
+
+class LedgerEntry(Base):
+    """One posting of a balanced transaction: credit positive, debit negative; each transaction,
+    and so the whole ledger, sums to zero. `code` says why the money moved.
+    """
+
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[uuid.UUID] = _id()
+    transaction_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    settlement_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("settlements.id"), index=True)
+    grant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("prepayment_grants.id"))
+    account: Mapped[str] = mapped_column(String(160), index=True)
+    amount_fen: Mapped[int] = mapped_column(Money)
+    code: Mapped[str] = mapped_column(String(32))
+    posted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
