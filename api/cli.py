@@ -1,19 +1,35 @@
 """The `settle` command.
 
+    settle serve                    run the service (uvicorn); with no configuration: SQLite + demo data
+    settle schema                   print the GraphQL SDL (for client code generation)
+    settle db upgrade [REVISION]    migrate the database (DATABASE_URL) to REVISION (default: head)
+    settle db downgrade REVISION    migrate down (`base` empties it)
+    settle db current               print the database's revision
+    settle load FILE                load a document (payers, institutions, drugs, people, formulary,
+                                    plans, grants; see api/services/loading.py); `-` reads stdin
     settle adjudicate FILE.json     split one scenario (SCENARIO.md) and print the result; `-` reads stdin
 
 Exit status: 0 on success, 2 on malformed input (one line on stderr naming the field, nothing on
-stdout).
+stdout), 1 on other failures.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 
 EXIT_INPUT = 2
+
+
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
 
 
 def _adjudicate(args: argparse.Namespace) -> int:
@@ -21,11 +37,7 @@ def _adjudicate(args: argparse.Namespace) -> int:
     from adjudication.scenario import loads, read_scenario, render
 
     try:
-        if args.file == "-":
-            text = sys.stdin.read()
-        else:
-            with open(args.file, encoding="utf-8") as handle:
-                text = handle.read()
+        text = _read(args.file)
     except OSError as error:
         print(f"settle: cannot read {args.file}: {error.strerror}", file=sys.stderr)
         return EXIT_INPUT
@@ -45,9 +57,100 @@ def _adjudicate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from api.app import create_app
+    from api.settings import Settings
+
+    settings = Settings.from_environment()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if settings.development:
+        logging.getLogger("settle").warning(
+            "development mode: GraphiQL is served, the schema is migrated and demo data loaded on start; "
+            "set SETTLE_MODE=production for a real deployment"
+        )
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from api.graphql.schema import build_schema
+
+    sys.stdout.write(build_schema().as_str() + "\n")
+    return 0
+
+
+def _db(args: argparse.Namespace) -> int:
+    from api.db import migrate
+    from api.db.session import create_engine
+    from api.settings import Settings
+
+    settings = Settings.from_environment()
+
+    async def run() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            if args.action == "upgrade":
+                await migrate.upgrade(engine, settings.migrations, args.revision or "head")
+            elif args.action == "downgrade":
+                await migrate.downgrade(engine, settings.migrations, args.revision or "base")
+            print(await migrate.current_revision(engine) or "base")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    return 0
+
+
+def _load(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from adjudication import InputError
+    from adjudication.scenario import loads
+    from api.db.session import create_engine, create_sessionmaker
+    from api.errors import ServiceError
+    from api.services.loading import load_document
+    from api.settings import Settings
+
+    settings = Settings.from_environment()
+    try:
+        document = loads(_read(args.file))
+    except (OSError, InputError) as error:
+        print(f"settle: cannot load {args.file}: {error}", file=sys.stderr)
+        return EXIT_INPUT
+
+    async def run() -> int:
+        engine = create_engine(settings.database_url)
+        try:
+            summary = await load_document(create_sessionmaker(engine), document, datetime.now(UTC))
+        except ServiceError as error:
+            print(f"settle: refused: {error.code} {error.field or ''}: {error.message}", file=sys.stderr)
+            return EXIT_INPUT
+        finally:
+            await engine.dispose()
+        print(json.dumps(asdict(summary)))
+        return 0
+
+    return asyncio.run(run())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="settle", description="Multi-payer settlement of innovative drugs.")
     commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the service")
+    serve.set_defaults(run=_serve)
+    schema = commands.add_parser("schema", help="print the GraphQL SDL")
+    schema.set_defaults(run=_schema)
+    db = commands.add_parser("db", help="migrate the database")
+    db.add_argument("action", choices=["upgrade", "downgrade", "current"])
+    db.add_argument("revision", nargs="?")
+    db.set_defaults(run=_db)
+    load = commands.add_parser("load", help="load a reference-data document")
+    load.add_argument("file", help="document JSON file, or - for standard input")
+    load.set_defaults(run=_load)
     adjudicate = commands.add_parser("adjudicate", help="split one scenario (SCENARIO.md) and print the result")
     adjudicate.add_argument("file", help="scenario JSON file, or - for standard input")
     adjudicate.set_defaults(run=_adjudicate)

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any, Literal
 
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from api.db.base import UtcDateTime
 from api.db.models import Base
 from api.db.session import create_engine
 from api.settings import DEFAULT_DATABASE_URL
@@ -18,12 +20,20 @@ config = context.config
 target_metadata = Base.metadata
 
 
+def render_item(kind: str, item: Any, autogen_context: Any) -> str | Literal[False]:
+    """Render the app's UtcDateTime as the column type it is stored as."""
+    if kind == "type" and isinstance(item, UtcDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def run_with(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        render_item=render_item,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -16,7 +16,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Date,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -26,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from api.db.base import Base
+from api.db.base import Base, UtcDateTime
 from api.ids import uuid7
 
 Code = String(64)
@@ -112,7 +111,8 @@ class FormularyVersion(Base):
     region: Mapped[str] = mapped_column(String(16))
     effective_from: Mapped[date] = mapped_column(Date)
     self_pay_first_ratio_ppm: Mapped[int] = mapped_column(Integer)
-    loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    digest: Mapped[str] = mapped_column(String(64))
+    loaded_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
     __table_args__ = (UniqueConstraint("region", "effective_from"),)
 
@@ -164,7 +164,8 @@ class PlanVersion(Base):
     priority: Mapped[int] = mapped_column(Integer)
     effective_from: Mapped[date] = mapped_column(Date)
     definition: Mapped[dict[str, Any]] = mapped_column(JSON)
-    loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    digest: Mapped[str] = mapped_column(String(64))
+    loaded_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
     __table_args__ = (UniqueConstraint("plan_code", "effective_from"), Index(None, "region", "effective_from"))
 
@@ -221,12 +222,15 @@ class PrepaymentPool(Base):
 
 
 class PrepaymentGrant(Base):
+    """Money advanced into a pool. `reference` (the payer's transfer reference) makes it idempotent."""
+
     __tablename__ = "prepayment_grants"
 
     id: Mapped[uuid.UUID] = _id()
+    reference: Mapped[str] = mapped_column(String(100), unique=True)
     pool_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("prepayment_pools.id"))
     amount_fen: Mapped[int] = mapped_column(Money)
-    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    granted_at: Mapped[datetime] = mapped_column(UtcDateTime())
     note: Mapped[str] = mapped_column(String(200), default="")
 
     __table_args__ = (CheckConstraint("amount_fen > 0", name="positive"),)
@@ -258,8 +262,8 @@ class Settlement(Base):
     above_standard_fen: Mapped[int] = mapped_column(Money)
     out_of_scope_fen: Mapped[int] = mapped_column(Money)
     patient_fen: Mapped[int] = mapped_column(Money)
-    settled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    reversed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    settled_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    reversed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     reversal_reason: Mapped[str | None] = mapped_column(String(500))
 
     __table_args__ = (
@@ -268,6 +272,20 @@ class Settlement(Base):
         Index(None, "service_date"),
         CheckConstraint("status IN ('settled', 'reversed')", name="status"),
     )
+
+
+class VoidedSerial(Base):
+    """A serial reversed (冲正) before any settlement of it arrived: a late copy must not settle."""
+
+    __tablename__ = "voided_serials"
+
+    id: Mapped[uuid.UUID] = _id()
+    institution_code: Mapped[str] = mapped_column(Code)
+    serial: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(String(500))
+    voided_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (UniqueConstraint("institution_code", "serial"),)
 
 
 class SettlementLine(Base):
@@ -375,4 +393,4 @@ class LedgerEntry(Base):
     account: Mapped[str] = mapped_column(String(160), index=True)
     amount_fen: Mapped[int] = mapped_column(Money)
     code: Mapped[str] = mapped_column(String(32))
-    posted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    posted_at: Mapped[datetime] = mapped_column(UtcDateTime())

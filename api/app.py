@@ -1,0 +1,114 @@
+"""create_app(settings): the Starlette application. Its lifespan owns the database engine."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from strawberry.asgi import GraphQL
+
+from api.db import models
+from api.db.migrate import current_revision, head_revision, upgrade
+from api.db.session import create_engine, create_sessionmaker
+from api.graphql.context import Context
+from api.graphql.schema import build_schema
+from api.services.facts import VersionCache
+from api.settings import Settings
+
+log = logging.getLogger("settle")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class GraphQLEndpoint(GraphQL[Context, None]):
+    """strawberry's ASGI app, handing each request the typed context the lifespan built.
+
+    GraphiQL (which loads its scripts from a CDN) is served in development mode only.
+    """
+
+    def __init__(self, state: dict[str, Any], *, development: bool) -> None:
+        super().__init__(build_schema(), graphql_ide="graphiql" if development else None, allow_queries_via_get=False)
+        self.state = state
+
+    async def get_context(self, request: Any, response: Any) -> Context:
+        context: Context = self.state["context"]
+        return context
+
+
+@asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[tuple[AsyncEngine, async_sessionmaker[AsyncSession]]]:
+    """The engine and sessions for the app's lifetime. In development the schema is brought to
+    the head revision and an empty database gets the demo data set; production expects
+    `settle db upgrade` to have run (and /readyz says so).
+    """
+    engine = create_engine(settings.database_url)
+    sessions = create_sessionmaker(engine)
+    try:
+        if settings.development:
+            await upgrade(engine, settings.migrations)
+            if settings.demo_data:
+                await load_demo_if_empty(sessions)
+        yield engine, sessions
+    finally:
+        await engine.dispose()
+
+
+async def load_demo_if_empty(sessions: async_sessionmaker[AsyncSession]) -> None:
+    from api.demo import demo_document
+    from api.services.loading import load_document
+
+    async with sessions() as session:
+        institutions = (await session.execute(select(func.count()).select_from(models.Institution))).scalar_one()
+    if institutions == 0:
+        log.warning("loading the demo data set into an empty development database")
+        await load_document(sessions, demo_document(), utc_now())
+
+
+def create_app(settings: Settings) -> Starlette:
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with database(settings) as (engine, sessions):
+            state["engine"] = engine
+            state["context"] = Context(
+                settings=settings, sessions=sessions, cache=VersionCache.bounded(), clock=utc_now
+            )
+            yield
+        state.clear()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        engine: AsyncEngine = state["engine"]
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            revision = await current_revision(engine)
+        except Exception as error:  # the database is down or unreachable: not ready, say why
+            return JSONResponse({"status": "unavailable", "reason": type(error).__name__}, status_code=503)
+        head = head_revision(settings.migrations)
+        if revision != head:
+            return JSONResponse({"status": "migrations pending", "revision": revision, "head": head}, status_code=503)
+        return JSONResponse({"status": "ready", "revision": revision})
+
+    return Starlette(
+        routes=[
+            Route("/graphql", GraphQLEndpoint(state, development=settings.development), methods=["GET", "POST"]),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ],
+        lifespan=lifespan,
+    )

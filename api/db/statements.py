@@ -1,0 +1,73 @@
+"""Statements whose SQL differs between SQLite and PostgreSQL, behind one name each."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Table, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+def is_postgresql(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def insert_missing(
+    session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
+) -> None:
+    """Insert the rows whose `keys` are not there yet; leave existing rows untouched."""
+    if not rows:
+        return
+    dialect = postgresql if is_postgresql(session) else sqlite
+    statement = dialect.insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=list(keys))
+    await session.execute(statement)
+
+
+def advisory_key(*parts: str) -> int:
+    """A signed 64-bit key for pg_advisory_xact_lock, derived from the parts."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class LockTimeout(Exception):
+    """Another transaction held the key for longer than the wait allowed."""
+
+
+async def lock_key(session: AsyncSession, key: int, wait_ms: int) -> None:
+    """Take a transaction-scoped lock on `key` (PostgreSQL), waiting at most `wait_ms`.
+
+    On SQLite every write transaction already holds the database's write lock (BEGIN IMMEDIATE),
+    which serializes the same requests this lock does.
+    """
+    if not is_postgresql(session):
+        return
+    acquired = (await session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": key})).scalar_one()
+    if acquired:
+        return
+    await session.execute(text(f"SET LOCAL lock_timeout = {int(wait_ms)}"))
+    try:
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    except Exception as error:  # asyncpg's LockNotAvailableError arrives wrapped by SQLAlchemy
+        if "lock timeout" in str(error) or "LockNotAvailable" in type(getattr(error, "orig", error)).__name__:
+            raise LockTimeout from error
+        raise
+    await session.execute(text("SET LOCAL lock_timeout = 0"))
+
+
+async def upsert(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
+    """Insert the rows, or update every other column of the row with the same `keys`.
+
+    The row's id is kept when it exists: ids never change once given.
+    """
+    if not rows:
+        return
+    dialect = postgresql if is_postgresql(session) else sqlite
+    statement = dialect.insert(table).values(list(rows))
+    changing = [name for name in rows[0] if name not in keys and name != "id"]
+    statement = statement.on_conflict_do_update(
+        index_elements=list(keys), set_={name: statement.excluded[name] for name in changing}
+    )
+    await session.execute(statement)

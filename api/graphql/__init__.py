@@ -1,0 +1,1 @@
+"""The GraphQL API: one folder per area (types, queries, mutations); schema.py only composes."""

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+from strawberry.scalars import JSON
+
+from api.errors import ServiceError
+from api.graphql.admin.types import LoadSummary
+from api.graphql.context import Info
+from api.graphql.errors import InvalidInput, NotFound, VersionConflict, error_from
+from api.graphql.people.types import PrepaymentPool, pool_type
+from api.services import loading, queries
+
+LoadResult = Annotated[LoadSummary | InvalidInput | NotFound | VersionConflict, strawberry.union("LoadResult")]
+GrantResult = Annotated[PrepaymentPool | InvalidInput | NotFound, strawberry.union("GrantResult")]
+
+
+@strawberry.type
+class AdminMutations:
+    @strawberry.mutation(
+        description="Load reference data (the document of `settle load`): payers, institutions, drugs, people, "
+        "a formulary and plans with their effective date, prepayment grants."
+    )
+    async def load_document(self, info: Info, document: JSON) -> LoadResult:
+        try:
+            summary = await loading.load_document(info.context.sessions, document, info.context.clock())
+        except ServiceError as error:
+            return error_from(error)
+        return LoadSummary(**{name: getattr(summary, name) for name in LoadSummary.__annotations__})
+
+    @strawberry.mutation(description="Advance money into a payer's prepayment pool at an institution (预付金).")
+    async def grant_prepayment(
+        self, info: Info, reference: str, payer: str, institution: str, amount: str, note: str = ""
+    ) -> GrantResult:
+        document = {
+            "grants": [
+                {"reference": reference, "payer": payer, "institution": institution, "amount": amount, "note": note}
+            ]
+        }
+        try:
+            await loading.load_document(info.context.sessions, document, info.context.clock())
+        except ServiceError as error:
+            return error_from(error)
+        pools = await queries.pools(info.context.sessions, institution)
+        return next(pool_type(pool) for pool in pools if pool["payer_code"] == payer)

@@ -1,0 +1,78 @@
+"""Errors are data: every mutation returns a union of its result and these typed errors.
+
+Each carries a stable `code`, the `field` it concerns (a path into the input, such as
+`claim.lines[0].quantity`) and a message a person can act on; `retryable` says whether the same
+request may simply be sent again.
+"""
+
+from __future__ import annotations
+
+import strawberry
+
+from adjudication import ErrorCode as DomainErrorCode
+from api.errors import ServiceError
+
+ErrorCode = strawberry.enum(DomainErrorCode, name="ErrorCode")
+
+
+@strawberry.interface
+class Error:
+    code: ErrorCode
+    field: str | None
+    message: str
+    retryable: bool
+
+
+@strawberry.type(description="The request is malformed; nothing was written.")
+class InvalidInput(Error):
+    pass
+
+
+@strawberry.type(description="The request names something that is not on record (or not visible to you).")
+class NotFound(Error):
+    pass
+
+
+@strawberry.type(description="The person is covered by no plan in force on the service date.")
+class NotEligible(Error):
+    pass
+
+
+@strawberry.type(description="This serial was already settled with a different request.")
+class IdempotencyConflict(Error):
+    settlement_id: strawberry.ID | None
+
+
+@strawberry.type(description="A request with this serial is still being processed; retry shortly.")
+class InProgress(Error):
+    pass
+
+
+@strawberry.type(description="The settlement (or the serial) was already reversed.")
+class AlreadyReversed(Error):
+    settlement_id: strawberry.ID | None
+
+
+@strawberry.type(description="A different version was already loaded under this effective date.")
+class VersionConflict(Error):
+    pass
+
+
+_TYPES: dict[DomainErrorCode, type[Error]] = {
+    DomainErrorCode.NOT_FOUND: NotFound,
+    DomainErrorCode.UNKNOWN_DRUG: NotFound,
+    DomainErrorCode.NO_FORMULARY: NotFound,
+    DomainErrorCode.NOT_ELIGIBLE: NotEligible,
+    DomainErrorCode.IDEMPOTENCY_CONFLICT: IdempotencyConflict,
+    DomainErrorCode.IN_PROGRESS: InProgress,
+    DomainErrorCode.ALREADY_REVERSED: AlreadyReversed,
+    DomainErrorCode.VERSION_CONFLICT: VersionConflict,
+}
+
+
+def error_from(error: ServiceError) -> Error:
+    kind = _TYPES.get(error.code, InvalidInput)
+    values = {"code": error.code, "field": error.field, "message": error.message, "retryable": error.retryable}
+    if kind in (IdempotencyConflict, AlreadyReversed):
+        values["settlement_id"] = error.details.get("settlementId")
+    return kind(**values)

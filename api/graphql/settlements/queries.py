@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import uuid
+
+import strawberry
+
+from api.errors import ServiceError
+from api.graphql.context import Info
+from api.graphql.settlements.types import (
+    PageInfo,
+    Settlement,
+    SettlementConnection,
+    SettlementEdge,
+    SettlementFilter,
+    settlement_type,
+)
+from api.services import queries
+
+
+def _uuid(value: strawberry.ID) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+@strawberry.type
+class SettlementQueries:
+    @strawberry.field(description="A settlement (a settled claim) with its lines, split and explanation of benefits.")
+    async def settlement(self, info: Info, id: strawberry.ID) -> Settlement | None:
+        settlement_id = _uuid(id)
+        if settlement_id is None:
+            return None
+        found = await queries.settlement(info.context.sessions, settlement_id)
+        return None if found is None else settlement_type(found)
+
+    @strawberry.field(description="Did this serial settle? For a cashier whose call timed out.")
+    async def settlement_by_serial(self, info: Info, institution: str, serial: str) -> Settlement | None:
+        found = await queries.settlement_by_serial(info.context.sessions, institution, serial)
+        return None if found is None else settlement_type(found)
+
+    @strawberry.field(description="Settlements, newest first, with Relay-style cursor pagination.")
+    async def settlements(
+        self, info: Info, first: int = 20, after: str | None = None, filter: SettlementFilter | None = None
+    ) -> SettlementConnection:
+        where = filter or SettlementFilter()
+        try:
+            page = await queries.settlements(
+                info.context.sessions,
+                queries.SettlementFilter(
+                    institution=where.institution,
+                    payer=where.payer,
+                    service_from=where.service_from,
+                    service_to=where.service_to,
+                    drug=where.drug,
+                    status=None if where.status is None else where.status.value,
+                ),
+                first,
+                after,
+            )
+        except ServiceError as error:
+            raise ValueError(f"{error.field}: {error.message}") from None
+        edges = [
+            SettlementEdge(cursor=cursor, node=settlement_type(item))
+            for item, cursor in zip(page.items, page.cursors, strict=True)
+        ]
+        return SettlementConnection(
+            edges=edges,
+            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.cursors[-1] if page.cursors else None),
+        )

@@ -1,0 +1,235 @@
+"""Load the facts one claim is adjudicated on: institution, person, drugs, and the formulary
+and plans in force on the service date (as engine values).
+
+Formulary and plan versions never change once loaded, so their engine values are cached by
+version id; everything else is read for each request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Generic, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from adjudication import (
+    BasicEntry,
+    Category,
+    CommercialEntry,
+    ErrorCode,
+    Formulary,
+    InputError,
+    Institution,
+    InstitutionKind,
+    InsuranceType,
+    Patient,
+    Plan,
+    Visit,
+)
+from adjudication.scenario import read_plan
+from api.db import models
+from api.errors import ServiceError
+from api.services.requests import ClaimRequest
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class LRU(Generic[K, V]):
+    """A small bounded cache (no locking needed: one event loop, no awaits inside)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self.items.get(key)
+        if value is not None:
+            self.items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self.items[key] = value
+        self.items.move_to_end(key)
+        while len(self.items) > self.size:
+            self.items.popitem(last=False)
+
+
+@dataclass(slots=True)
+class VersionCache:
+    """Engine values of immutable formulary and plan versions, by version id."""
+
+    formularies: LRU[uuid.UUID, Formulary]
+    plans: LRU[uuid.UUID, Plan]
+
+    @classmethod
+    def bounded(cls, size: int = 512) -> VersionCache:
+        return cls(LRU(size), LRU(size * 8))
+
+
+@dataclass(frozen=True, slots=True)
+class PlanInForce:
+    version_id: uuid.UUID
+    plan: Plan
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    institution: Institution
+    person_id: uuid.UUID
+    patient: Patient  # without accumulators: those are read (and locked) by the caller
+    formulary_version_id: uuid.UUID
+    formulary: Formulary
+    plans: tuple[PlanInForce, ...]
+
+    @property
+    def engine_plans(self) -> tuple[Plan, ...]:
+        return tuple(plan.plan for plan in self.plans)
+
+
+async def load_facts(session: AsyncSession, request: ClaimRequest, cache: VersionCache) -> Facts:
+    institution = await _institution(session, request.institution)
+    person_id, patient = await _person(session, request.person)
+    await _check_drugs(session, request)
+    version_id, formulary = await formulary_in_force(session, institution.region, request.service_date, cache)
+    plans = await plans_in_force(session, patient.region, request.service_date, cache)
+    if request.visit is Visit.PHARMACY and institution.kind is not InstitutionKind.PHARMACY:
+        raise ServiceError(ErrorCode.VISIT_MISMATCH, "only a pharmacy submits pharmacy claims", "claim.visit")
+    return Facts(institution, person_id, patient, version_id, formulary, plans)
+
+
+async def _institution(session: AsyncSession, code: str) -> Institution:
+    table = models.Institution.__table__
+    row = (
+        await session.execute(
+            select(table.c.code, table.c.kind, table.c.level, table.c.region).where(table.c.code == code)
+        )
+    ).first()
+    if row is None:
+        raise ServiceError(ErrorCode.NOT_FOUND, f"no institution {code}", "claim.institution")
+    return Institution(row.code, InstitutionKind(row.kind), row.level, row.region)
+
+
+async def _person(session: AsyncSession, psn_no: str) -> tuple[uuid.UUID, Patient]:
+    table = models.Person.__table__
+    row = (
+        await session.execute(
+            select(table.c.id, table.c.insurance_type, table.c.region, table.c.memberships, table.c.flags).where(
+                table.c.psn_no == psn_no
+            )
+        )
+    ).first()
+    if row is None:
+        raise ServiceError(ErrorCode.NOT_FOUND, f"no insured person {psn_no}", "claim.person")
+    patient = Patient(
+        insurance_type=InsuranceType(row.insurance_type),
+        region=row.region,
+        memberships=frozenset(row.memberships),
+        flags=frozenset(row.flags),
+    )
+    return row.id, patient
+
+
+async def _check_drugs(session: AsyncSession, request: ClaimRequest) -> None:
+    codes = {line.drug for line in request.lines}
+    table = models.Drug.__table__
+    known = set((await session.execute(select(table.c.code).where(table.c.code.in_(codes)))).scalars())
+    for index, line in enumerate(request.lines):
+        if line.drug not in known:
+            raise ServiceError(
+                ErrorCode.UNKNOWN_DRUG, f"no drug {line.drug} is registered", f"claim.lines[{index}].drug"
+            )
+
+
+async def formulary_in_force(
+    session: AsyncSession, region: str, on: date, cache: VersionCache
+) -> tuple[uuid.UUID, Formulary]:
+    versions = models.FormularyVersion.__table__
+    row = (
+        await session.execute(
+            select(versions.c.id, versions.c.self_pay_first_ratio_ppm)
+            .where(versions.c.region == region, versions.c.effective_from <= on)
+            .order_by(versions.c.effective_from.desc())
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        raise ServiceError(
+            ErrorCode.NO_FORMULARY, f"no formulary of region {region} is in force on {on}", "claim.serviceDate"
+        )
+    cached = cache.formularies.get(row.id)
+    if cached is not None:
+        return row.id, cached
+    basic = models.BasicEntry.__table__
+    commercial = models.CommercialEntry.__table__
+    basic_rows = (await session.execute(select(basic).where(basic.c.formulary_version_id == row.id))).all()
+    commercial_rows = (
+        await session.execute(select(commercial).where(commercial.c.formulary_version_id == row.id))
+    ).all()
+    formulary = Formulary.of(
+        basic=tuple(
+            BasicEntry(
+                drug=entry.drug_code,
+                category=Category(entry.category),
+                payment_standard=entry.payment_standard_fen,
+                self_pay_first_ratio=entry.self_pay_first_ratio_ppm,
+                negotiated=entry.negotiated,
+                dual_channel=entry.dual_channel,
+                restricted_diagnoses=tuple(entry.restricted_diagnoses),
+                restricted_visits=frozenset(Visit(visit) for visit in entry.restricted_visits),
+            )
+            for entry in basic_rows
+        ),
+        self_pay_first_ratio=row.self_pay_first_ratio_ppm,
+        commercial=tuple(
+            CommercialEntry(entry.drug_code, entry.insurer_code, entry.settlement_price_fen)
+            for entry in commercial_rows
+        ),
+    )
+    cache.formularies.put(row.id, formulary)
+    return row.id, formulary
+
+
+async def plans_in_force(session: AsyncSession, region: str, on: date, cache: VersionCache) -> tuple[PlanInForce, ...]:
+    """The latest version of each plan of `region` that is in force on `on`, by priority."""
+    versions = models.PlanVersion.__table__
+    rows = (
+        await session.execute(
+            select(versions.c.id, versions.c.plan_code, versions.c.priority)
+            .where(versions.c.region == region, versions.c.effective_from <= on)
+            .order_by(versions.c.plan_code, versions.c.effective_from.desc())
+        )
+    ).all()
+    latest: dict[str, tuple[int, uuid.UUID]] = {}
+    for row in rows:
+        latest.setdefault(row.plan_code, (row.priority, row.id))
+    chosen = sorted(latest.values())
+    missing = [version_id for _, version_id in chosen if cache.plans.get(version_id) is None]
+    if missing:
+        definitions = await session.execute(
+            select(versions.c.id, versions.c.definition).where(versions.c.id.in_(missing))
+        )
+        for version_id, definition in definitions:
+            cache.plans.put(version_id, parse_plan(definition, f"plan version {version_id}"))
+    result: list[PlanInForce] = []
+    for _, version_id in chosen:
+        plan = cache.plans.get(version_id)
+        assert plan is not None
+        result.append(PlanInForce(version_id, plan))
+    return tuple(result)
+
+
+def parse_plan(definition: object, where: str) -> Plan:
+    try:
+        return read_plan(definition, where)
+    except InputError as error:  # stored definitions were checked on load; this is corruption
+        raise RuntimeError(f"stored {where} no longer reads as a plan: {error}") from error
+
+
+def plan_codes(plans: Sequence[PlanInForce]) -> list[str]:
+    return sorted(plan.plan.id for plan in plans if plan.plan.in_kind is None)

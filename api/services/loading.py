@@ -1,0 +1,442 @@
+"""Loading reference data: `settle load FILE` and the `loadDocument` mutation read one document.
+
+    {
+      "region": "310100", "effective_from": "2026-01-01",      required with formulary or plans
+      "payers":       [{"code", "name", "kind", "region"}],
+      "institutions": [{"code", "name", "kind", "level", "region"}],
+      "drugs":        [{"code", "generic_name", "specification", "package_units", "manufacturer",
+                        "trace_prefixes", "listed_on"}],
+      "people":       [{"psn_no", "id_number", "name", "insurance_type", "region", "memberships", "flags"}],
+      "formulary":    SCENARIO.md's formulary object,
+      "plans":        SCENARIO.md's plans (their order is their priority within a kind),
+      "grants":       [{"reference", "payer", "institution", "amount", "note"}]
+    }
+
+Payers, institutions, drugs and people are upserted by code. Formularies and plans are versioned:
+a version (region and date, or plan and date) is written once; loading the same one again is a
+no-op, loading a different one under the same date is refused (VERSION_CONFLICT). Grants are
+idempotent by their reference. Everything is checked before anything is written, and the whole
+document is written in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from adjudication import ErrorCode, InputError, InstitutionKind, InsuranceType
+from adjudication.scenario import (
+    COMMENT,
+    Reader,
+    read_date,
+    read_formulary,
+    read_items,
+    read_plans,
+    read_yuan,
+)
+from api.db import models
+from api.db.statements import insert_missing, upsert
+from api.errors import ServiceError
+from api.ids import uuid7
+from api.services import ledger
+
+PAYER_KINDS = ("fund", "insurer", "mutual_aid", "charity")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSummary:
+    payers: int = 0
+    institutions: int = 0
+    drugs: int = 0
+    people: int = 0
+    formulary_versions: int = 0
+    plan_versions: int = 0
+    grants: int = 0
+    unchanged_versions: int = 0
+
+
+def digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _strip_comments(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _strip_comments(item) for key, item in value.items() if key != COMMENT}
+    if isinstance(value, list):
+        return [_strip_comments(item) for item in value]
+    return value
+
+
+def _choice(reader: Reader, key: str, allowed: Sequence[str]) -> str:
+    value = reader.text(key)
+    if value not in allowed:
+        raise InputError(reader.at(key), f"{value!r} is not one of: {', '.join(allowed)}")
+    return value
+
+
+def _payers(value: object) -> list[dict[str, Any]]:
+    rows = []
+    for item, path in read_items(value, "payers"):
+        reader = Reader(item, path)
+        rows.append(
+            {
+                "id": uuid7(),
+                "code": reader.text("code"),
+                "name": reader.text("name"),
+                "kind": _choice(reader, "kind", PAYER_KINDS),
+                "region": reader.optional_text("region"),
+            }
+        )
+        reader.done()
+    return rows
+
+
+def _institutions(value: object) -> list[dict[str, Any]]:
+    rows = []
+    for item, path in read_items(value, "institutions"):
+        reader = Reader(item, path)
+        kind = _choice(reader, "kind", [kind.value for kind in InstitutionKind])
+        level = reader.count("level", minimum=1, default=1 if kind == InstitutionKind.PHARMACY else None)
+        if level > 3:
+            raise InputError(reader.at("level"), "an institution level is 1, 2 or 3")
+        rows.append(
+            {
+                "id": uuid7(),
+                "code": reader.text("code"),
+                "name": reader.text("name"),
+                "kind": kind,
+                "level": level,
+                "region": reader.text("region"),
+            }
+        )
+        reader.done()
+    return rows
+
+
+def _drugs(value: object) -> list[dict[str, Any]]:
+    rows = []
+    for item, path in read_items(value, "drugs"):
+        reader = Reader(item, path)
+        listed_on = reader.optional("listed_on")
+        rows.append(
+            {
+                "id": uuid7(),
+                "code": reader.text("code"),
+                "generic_name": reader.text("generic_name"),
+                "specification": reader.optional_text("specification") or "",
+                "package_units": reader.count("package_units", minimum=1),
+                "manufacturer": reader.optional_text("manufacturer") or "",
+                "trace_prefixes": list(reader.texts("trace_prefixes")),
+                "listed_on": None if listed_on is None else read_date(listed_on, reader.at("listed_on")),
+            }
+        )
+        reader.done()
+    return rows
+
+
+def _people(value: object) -> list[dict[str, Any]]:
+    rows = []
+    for item, path in read_items(value, "people"):
+        reader = Reader(item, path)
+        rows.append(
+            {
+                "id": uuid7(),
+                "psn_no": reader.text("psn_no"),
+                "id_number": reader.text("id_number"),
+                "name": reader.text("name"),
+                "insurance_type": _choice(reader, "insurance_type", [t.value for t in InsuranceType]),
+                "region": reader.text("region"),
+                "memberships": list(reader.texts("memberships")),
+                "flags": list(reader.texts("flags")),
+            }
+        )
+        reader.done()
+    return rows
+
+
+def _grants(value: object) -> list[dict[str, Any]]:
+    rows = []
+    for item, path in read_items(value, "grants"):
+        reader = Reader(item, path)
+        amount = read_yuan(reader.required("amount"), reader.at("amount"))
+        if amount <= 0:
+            raise InputError(reader.at("amount"), "a grant is above zero", ErrorCode.INVALID_AMOUNT)
+        rows.append(
+            {
+                "reference": reader.text("reference"),
+                "payer": reader.text("payer"),
+                "institution": reader.text("institution"),
+                "amount_fen": amount,
+                "note": reader.optional_text("note") or "",
+                "path": path,
+            }
+        )
+        reader.done()
+    return rows
+
+
+async def load_document(sessions: async_sessionmaker[AsyncSession], document: object, now: datetime) -> LoadSummary:
+    """Check the whole document, then write it in one transaction."""
+    try:
+        reader = Reader(document, "")
+        payers = _payers(reader.optional("payers") or [])
+        institutions = _institutions(reader.optional("institutions") or [])
+        drugs = _drugs(reader.optional("drugs") or [])
+        people = _people(reader.optional("people") or [])
+        grants = _grants(reader.optional("grants") or [])
+        raw_formulary, raw_plans = reader.optional("formulary"), reader.optional("plans")
+        formulary = None if raw_formulary is None else read_formulary(raw_formulary)
+        plans = () if raw_plans is None else read_plans(raw_plans)
+        region = effective_from = None
+        if formulary is not None or plans:
+            region = reader.text("region")
+            effective_from = read_date(reader.required("effective_from"), "effective_from")
+        reader.done()
+    except InputError as error:
+        raise ServiceError.from_input(error, "document") from None
+
+    summary: dict[str, int] = {}
+    async with sessions() as session:
+        await upsert(session, models.Payer.__table__, payers, ["code"])
+        await upsert(session, models.Institution.__table__, institutions, ["code"])
+        await upsert(session, models.Drug.__table__, drugs, ["code"])
+        await upsert(session, models.Person.__table__, people, ["psn_no"])
+        known_payers = set((await session.execute(select(models.Payer.code))).scalars())
+        known_drugs = set((await session.execute(select(models.Drug.code))).scalars())
+        unchanged = 0
+        if formulary is not None:
+            assert region is not None and effective_from is not None
+            for index, (_drug, insurer) in enumerate(formulary.commercial):
+                if insurer not in known_payers:
+                    raise ServiceError(
+                        ErrorCode.NOT_FOUND, f"no payer {insurer}", f"document.formulary.commercial[{index}].insurer"
+                    )
+            for path, drug in [
+                *((f"basic[{i}]", d) for i, d in enumerate(formulary.basic)),
+                *((f"commercial[{i}]", d) for i, (d, _) in enumerate(formulary.commercial)),
+            ]:
+                if drug not in known_drugs:
+                    raise ServiceError(
+                        ErrorCode.UNKNOWN_DRUG, f"no drug {drug} is registered", f"document.formulary.{path}.drug"
+                    )
+            written = await _formulary_version(session, region, effective_from, raw_formulary, formulary, now)
+            summary["formulary_versions"] = int(written)
+            unchanged += int(not written)
+        new_plans = 0
+        assert isinstance(raw_plans, list) or not plans
+        for index, plan in enumerate(plans):
+            assert region is not None and effective_from is not None and isinstance(raw_plans, list)
+            if plan.payer not in known_payers:
+                raise ServiceError(ErrorCode.NOT_FOUND, f"no payer {plan.payer}", f"document.plans[{index}].payer")
+            written = await _plan_version(
+                session, region, effective_from, index, raw_plans[index], plan.id, plan.payer, plan.kind.value, now
+            )
+            new_plans += int(written)
+            unchanged += int(not written)
+        summary["plan_versions"] = new_plans
+        summary["grants"] = await _grant(session, grants, now)
+        await session.commit()
+    return LoadSummary(
+        payers=len(payers),
+        institutions=len(institutions),
+        drugs=len(drugs),
+        people=len(people),
+        formulary_versions=summary.get("formulary_versions", 0),
+        plan_versions=new_plans,
+        grants=summary["grants"],
+        unchanged_versions=unchanged,
+    )
+
+
+async def _formulary_version(
+    session: AsyncSession, region: str, effective_from: Any, raw: object, formulary: Any, now: datetime
+) -> bool:
+    versions = models.FormularyVersion.__table__
+    content = digest(_strip_comments(raw))
+    existing = (
+        await session.execute(
+            select(versions.c.digest).where(versions.c.region == region, versions.c.effective_from == effective_from)
+        )
+    ).scalar_one_or_none()
+    if existing is not None:
+        if existing != content:
+            raise ServiceError(
+                ErrorCode.VERSION_CONFLICT,
+                f"a different formulary of region {region} from {effective_from} is already loaded; versions never "
+                "change: load the new one under a new effective date",
+                "document.formulary",
+            )
+        return False
+    version_id = uuid7()
+    await session.execute(
+        versions.insert().values(
+            id=version_id,
+            region=region,
+            effective_from=effective_from,
+            self_pay_first_ratio_ppm=formulary.self_pay_first_ratio,
+            digest=content,
+            loaded_at=now,
+        )
+    )
+    basic = [
+        {
+            "id": uuid7(),
+            "formulary_version_id": version_id,
+            "drug_code": entry.drug,
+            "category": entry.category.value,
+            "payment_standard_fen": entry.payment_standard,
+            "self_pay_first_ratio_ppm": entry.self_pay_first_ratio,
+            "negotiated": entry.negotiated,
+            "dual_channel": entry.dual_channel,
+            "restricted_diagnoses": list(entry.restricted_diagnoses),
+            "restricted_visits": sorted(visit.value for visit in entry.restricted_visits),
+        }
+        for entry in formulary.basic.values()
+    ]
+    commercial = [
+        {
+            "id": uuid7(),
+            "formulary_version_id": version_id,
+            "drug_code": entry.drug,
+            "insurer_code": entry.insurer,
+            "settlement_price_fen": entry.settlement_price,
+        }
+        for entry in formulary.commercial.values()
+    ]
+    if basic:
+        await session.execute(models.BasicEntry.__table__.insert().values(basic))
+    if commercial:
+        await session.execute(models.CommercialEntry.__table__.insert().values(commercial))
+    return True
+
+
+async def _plan_version(
+    session: AsyncSession,
+    region: str,
+    effective_from: Any,
+    priority: int,
+    raw: object,
+    code: str,
+    payer: str,
+    kind: str,
+    now: datetime,
+) -> bool:
+    versions = models.PlanVersion.__table__
+    definition = _strip_comments(raw)
+    content = digest(definition)
+    existing = (
+        await session.execute(
+            select(versions.c.digest).where(versions.c.plan_code == code, versions.c.effective_from == effective_from)
+        )
+    ).scalar_one_or_none()
+    if existing is not None:
+        if existing != content:
+            raise ServiceError(
+                ErrorCode.VERSION_CONFLICT,
+                f"a different version of plan {code} from {effective_from} is already loaded",
+                f"document.plans[{priority}]",
+            )
+        return False
+    await session.execute(
+        versions.insert().values(
+            id=uuid7(),
+            plan_code=code,
+            payer_code=payer,
+            kind=kind,
+            region=region,
+            priority=priority,
+            effective_from=effective_from,
+            definition=definition,
+            digest=content,
+            loaded_at=now,
+        )
+    )
+    return True
+
+
+async def _grant(session: AsyncSession, grants: Sequence[dict[str, Any]], now: datetime) -> int:
+    """Advance money into pools; a grant whose reference is already recorded is not repeated."""
+    if not grants:
+        return 0
+    recorded = models.PrepaymentGrant.__table__
+    seen = set(
+        (
+            await session.execute(
+                select(recorded.c.reference).where(recorded.c.reference.in_([g["reference"] for g in grants]))
+            )
+        ).scalars()
+    )
+    fresh = [grant for grant in grants if grant["reference"] not in seen]
+    if not fresh:
+        return 0
+    known_payers = set((await session.execute(select(models.Payer.code))).scalars())
+    known_institutions = set((await session.execute(select(models.Institution.code))).scalars())
+    for grant in fresh:
+        if grant["payer"] not in known_payers:
+            raise ServiceError(ErrorCode.NOT_FOUND, f"no payer {grant['payer']}", f"document.{grant['path']}.payer")
+        if grant["institution"] not in known_institutions:
+            raise ServiceError(
+                ErrorCode.NOT_FOUND, f"no institution {grant['institution']}", f"document.{grant['path']}.institution"
+            )
+    await grant_prepayments(session, fresh, now)
+    return len(fresh)
+
+
+async def grant_prepayments(session: AsyncSession, grants: Sequence[dict[str, Any]], now: datetime) -> None:
+    """Record grants (reference, payer, institution, amount_fen, note): each pool is locked once,
+    in payer order, its totals raised, and treasury -> pool posted to the ledger.
+    """
+    pools = models.PrepaymentPool.__table__
+    keys = sorted({(grant["payer"], grant["institution"]) for grant in grants})
+    await insert_missing(
+        session,
+        pools,
+        [{"id": uuid7(), "payer_code": p, "institution_code": i} for p, i in keys],
+        ["payer_code", "institution_code"],
+    )
+    for payer, institution in keys:
+        pool = (
+            (
+                await session.execute(
+                    select(pools)
+                    .where(pools.c.payer_code == payer, pools.c.institution_code == institution)
+                    .with_for_update()
+                )
+            )
+            .mappings()
+            .one()
+        )
+        mine = [grant for grant in grants if (grant["payer"], grant["institution"]) == (payer, institution)]
+        total = sum(grant["amount_fen"] for grant in mine)
+        await session.execute(
+            update(pools)
+            .where(pools.c.id == pool["id"])
+            .values(granted_fen=pool["granted_fen"] + total, balance_fen=pool["balance_fen"] + total)
+        )
+        for grant in mine:
+            grant_id = uuid7()
+            await session.execute(
+                models.PrepaymentGrant.__table__.insert().values(
+                    id=grant_id,
+                    reference=grant["reference"],
+                    pool_id=pool["id"],
+                    amount_fen=grant["amount_fen"],
+                    granted_at=now,
+                    note=grant["note"],
+                )
+            )
+            transaction = ledger.Transaction(now, grant_id=grant_id)
+            transaction.transfer(
+                ledger.treasury(payer),
+                ledger.pool(payer, institution),
+                grant["amount_fen"],
+                ledger.Why.PREPAYMENT_GRANT,
+            )
+            await session.execute(models.LedgerEntry.__table__.insert().values(transaction.rows()))

@@ -1,0 +1,493 @@
+"""Pre-settlement, settlement and reversal: read the facts, call the engine once, write it all
+in one transaction.
+
+Concurrency: a settlement takes, in this fixed order, (1) a lock on its idempotency key
+(institution, serial), (2) the person's accumulator rows of the year, plan by plan, then the
+units-received rows, drug by drug, and (3) last and briefly, the prepayment pools it draws on,
+payer by payer. A reversal takes the same locks in the same order (its settlement row standing
+for the key). On PostgreSQL these are row locks (SELECT ... FOR UPDATE) under READ COMMITTED; on
+SQLite every write transaction holds the database lock from its first statement.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from adjudication import Accumulator, Adjudication, ErrorCode, InputError, ReasonCode, adjudicate
+from api.db import models
+from api.db.statements import LockTimeout, advisory_key, insert_missing, lock_key
+from api.errors import ServiceError
+from api.ids import uuid7
+from api.services import ledger
+from api.services.facts import Facts, VersionCache, load_facts
+from api.services.records import Row, SettlementRows, SettlementView, read_settlements, rows_for, view
+from api.services.requests import ClaimRequest
+
+KEY_WAIT_MS = 5_000
+"""How long a copy of an in-flight request waits for the first before answering IN_PROGRESS."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Everything a settlement will write, decided before anything is written."""
+
+    facts: Facts
+    result: Adjudication
+    accumulators: Mapping[str, Row]
+    units: Mapping[str, Row]
+    pools: Mapping[str, Row]
+    draws_by_plan: Mapping[str, int]
+    rows: SettlementRows
+
+
+@dataclass(frozen=True, slots=True)
+class Reversal:
+    """The outcome of a reversal: the settlement as reversed (None when the serial had not
+    settled and was voided instead) and the later settlements of the person's year that relied
+    on its accumulators, for review (they are not re-adjudicated).
+    """
+
+    settlement: SettlementView | None
+    voided_serial: bool
+    later_settlements: tuple[SettlementView, ...]
+
+
+async def pre_settle(
+    sessions: async_sessionmaker[AsyncSession], request: ClaimRequest, cache: VersionCache, now: datetime
+) -> SettlementView:
+    """The full split as it would settle now, pool draws included; nothing is written."""
+    async with sessions() as session:  # never committed: closing the session rolls back
+        decision = await _decide(session, request, cache, now, lock=False)
+    return view(decision.rows, request.person)
+
+
+async def settle(
+    sessions: async_sessionmaker[AsyncSession], request: ClaimRequest, cache: VersionCache, now: datetime
+) -> SettlementView:
+    """Settle a claim once. The same serial with the same body returns the first settlement and
+    writes nothing; with another body it is refused (IDEMPOTENCY_CONFLICT).
+    """
+    digest = request.digest()
+    async with sessions() as session:  # any refusal leaves by an exception: nothing is committed
+        await _lock_serial(session, request.institution, request.serial)
+        existing = await _existing(session, request, digest)
+        if existing is not None:
+            return existing
+        decision = await _decide(session, request, cache, now, lock=True)
+        await _write(session, request, decision, now)
+        await session.commit()
+    return view(decision.rows, request.person)
+
+
+async def _lock_serial(session: AsyncSession, institution: str, serial: str) -> None:
+    try:
+        await lock_key(session, advisory_key("settlement", institution, serial), KEY_WAIT_MS)
+    except LockTimeout:
+        raise ServiceError(
+            ErrorCode.IN_PROGRESS,
+            f"serial {serial} is being settled by another request; ask again (settlementBySerial) shortly",
+            "claim.serial",
+        ) from None
+
+
+async def _existing(session: AsyncSession, request: ClaimRequest, digest: str) -> SettlementView | None:
+    settlements = models.Settlement.__table__
+    row = (
+        await session.execute(
+            select(settlements.c.id, settlements.c.request_hash).where(
+                settlements.c.institution_code == request.institution, settlements.c.serial == request.serial
+            )
+        )
+    ).first()
+    if row is None:
+        voided = models.VoidedSerial.__table__
+        was_voided = (
+            await session.execute(
+                select(voided.c.voided_at).where(
+                    voided.c.institution_code == request.institution, voided.c.serial == request.serial
+                )
+            )
+        ).first()
+        if was_voided is not None:
+            raise ServiceError(
+                ErrorCode.ALREADY_REVERSED,
+                f"serial {request.serial} was reversed before it settled; submit under a new serial",
+                "claim.serial",
+            )
+        return None
+    if row.request_hash != digest:
+        raise ServiceError(
+            ErrorCode.IDEMPOTENCY_CONFLICT,
+            f"serial {request.serial} was already settled with a different request",
+            "claim.serial",
+            {"settlementId": str(row.id)},
+        )
+    return (await read_settlements(session, [row.id]))[row.id]
+
+
+async def _decide(
+    session: AsyncSession, request: ClaimRequest, cache: VersionCache, now: datetime, *, lock: bool
+) -> Decision:
+    facts = await load_facts(session, request, cache)
+    plan_codes = sorted(plan.plan.id for plan in facts.plans if plan.plan.in_kind is None)
+    drugs = {line.drug for line in request.lines}
+    drugs |= {plan.plan.in_kind.drug for plan in facts.plans if plan.plan.in_kind is not None}
+    accumulators = await _accumulators(session, facts.person_id, request.year, plan_codes, lock=lock)
+    units = await _units(session, facts.person_id, request.year, sorted(drugs), lock=lock)
+    patient = replace(
+        facts.patient,
+        accumulators=MappingProxyType(
+            {
+                code: Accumulator(row["deductible_met_fen"], row["base_spent_fen"], row["paid_fen"], row["claims"])
+                for code, row in accumulators.items()
+            }
+        ),
+        units_received=MappingProxyType({drug: row["units"] for drug, row in units.items()}),
+    )
+    try:
+        result = adjudicate(
+            request.claim(),
+            patient=patient,
+            institution=facts.institution,
+            formulary=facts.formulary,
+            plans=facts.engine_plans,
+        )
+    except InputError as error:
+        raise ServiceError.from_input(error, "claim") from None
+    if all(payer.reasons and payer.reasons[0].code is ReasonCode.NOT_ELIGIBLE for payer in result.payers):
+        raise ServiceError(
+            ErrorCode.NOT_ELIGIBLE,
+            f"person {request.person} is covered by no plan in force on {request.service_date}",
+            "claim.person",
+        )
+    owed = {payer.payer for payer in result.payers if payer.amount}
+    pools = await _pools(session, facts.institution.code, sorted(owed), lock=lock)
+    draws_by_plan: dict[str, int] = {}
+    left = {payer: row["balance_fen"] for payer, row in pools.items()}
+    for payer in result.payers:
+        drawn = min(payer.amount, left.get(payer.payer, 0))
+        if drawn:
+            left[payer.payer] -= drawn
+            draws_by_plan[payer.plan] = drawn
+    settlement: Row = {
+        "id": uuid7(),
+        "institution_code": request.institution,
+        "serial": request.serial,
+        "request_hash": request.digest(),
+        "person_id": facts.person_id,
+        "service_date": request.service_date,
+        "year": request.year,
+        "visit": request.visit.value,
+        "diagnoses": list(request.diagnoses),
+        "drg_group": request.drg_group,
+        "prescribing_hospital": request.prescribing_hospital,
+        "formulary_version_id": facts.formulary_version_id,
+        "status": "settled",
+        "settled_at": now,
+        "reversed_at": None,
+        "reversal_reason": None,
+    }
+    rows = rows_for(
+        settlement=settlement,
+        result=result,
+        plan_versions={plan.plan.id: plan.version_id for plan in facts.plans},
+        draws=draws_by_plan,
+        request_lines=request.lines,
+    )
+    return Decision(facts, result, accumulators, units, pools, draws_by_plan, rows)
+
+
+async def _accumulators(
+    session: AsyncSession, person_id: uuid.UUID, year: int, plan_codes: Sequence[str], *, lock: bool
+) -> dict[str, Row]:
+    table = models.Accumulator.__table__
+    if lock:
+        missing = [{"id": uuid7(), "person_id": person_id, "year": year, "plan_code": code} for code in plan_codes]
+        await insert_missing(session, table, missing, ["person_id", "year", "plan_code"])
+    statement = (
+        select(table)
+        .where(table.c.person_id == person_id, table.c.year == year, table.c.plan_code.in_(plan_codes))
+        .order_by(table.c.plan_code)
+    )
+    if lock:
+        statement = statement.with_for_update()
+    return {row["plan_code"]: dict(row) for row in (await session.execute(statement)).mappings()}
+
+
+async def _units(
+    session: AsyncSession, person_id: uuid.UUID, year: int, drugs: Sequence[str], *, lock: bool
+) -> dict[str, Row]:
+    table = models.UnitsReceived.__table__
+    if lock:
+        missing = [{"id": uuid7(), "person_id": person_id, "year": year, "drug_code": drug} for drug in drugs]
+        await insert_missing(session, table, missing, ["person_id", "year", "drug_code"])
+    statement = (
+        select(table)
+        .where(table.c.person_id == person_id, table.c.year == year, table.c.drug_code.in_(drugs))
+        .order_by(table.c.drug_code)
+    )
+    if lock:
+        statement = statement.with_for_update()
+    return {row["drug_code"]: dict(row) for row in (await session.execute(statement)).mappings()}
+
+
+async def _pools(session: AsyncSession, institution: str, payers: Sequence[str], *, lock: bool) -> dict[str, Row]:
+    if not payers:
+        return {}
+    table = models.PrepaymentPool.__table__
+    statement = (
+        select(table)
+        .where(table.c.institution_code == institution, table.c.payer_code.in_(payers))
+        .order_by(table.c.payer_code)
+    )
+    if lock:
+        statement = statement.with_for_update()
+    return {row["payer_code"]: dict(row) for row in (await session.execute(statement)).mappings()}
+
+
+async def _write(session: AsyncSession, request: ClaimRequest, decision: Decision, now: datetime) -> None:
+    result, rows = decision.result, decision.rows
+    accumulators = models.Accumulator.__table__
+    changed = [
+        {
+            "row_id": decision.accumulators[code]["id"],
+            "deductible_met_fen": after.deductible_met,
+            "base_spent_fen": after.base_spent,
+            "paid_fen": after.paid,
+            "claims": after.claims,
+        }
+        for code, after in result.accumulators.items()
+        if code in result.accumulator_changes
+    ]
+    await _update_by_id(session, accumulators, changed)
+    received: dict[str, int] = {}
+    for line in request.lines:
+        received[line.drug] = received.get(line.drug, 0) + line.quantity
+    await _update_by_id(
+        session,
+        models.UnitsReceived.__table__,
+        [
+            {"row_id": decision.units[drug]["id"], "units": decision.units[drug]["units"] + n}
+            for drug, n in received.items()
+        ],
+    )
+    drawn_by_payer: dict[str, int] = {}
+    for payer in result.payers:
+        drawn = decision.draws_by_plan.get(payer.plan, 0)
+        if drawn:
+            drawn_by_payer[payer.payer] = drawn_by_payer.get(payer.payer, 0) + drawn
+    await _update_by_id(
+        session,
+        models.PrepaymentPool.__table__,
+        [
+            {
+                "row_id": decision.pools[payer]["id"],
+                "drawn_fen": decision.pools[payer]["drawn_fen"] + amount,
+                "balance_fen": decision.pools[payer]["balance_fen"] - amount,
+            }
+            for payer, amount in sorted(drawn_by_payer.items())
+        ],
+    )
+    transaction = ledger.Transaction(now, settlement_id=rows.settlement["id"])
+    institution = request.institution
+    transaction.transfer(
+        ledger.patient_cash(request.person),
+        ledger.institution_claims(institution),
+        result.patient,
+        ledger.Why.PATIENT_SHARE,
+    )
+    for payer in rows.payers:
+        code = payer["payer_code"]
+        claims_account = ledger.institution_claims(institution)
+        transaction.transfer(ledger.pool(code, institution), claims_account, payer["drawn_fen"], ledger.Why.POOL_DRAW)
+        transaction.transfer(
+            ledger.payable(code, institution), claims_account, payer["receivable_fen"], ledger.Why.RECEIVABLE
+        )
+    await _insert(session, models.Settlement.__table__, [rows.settlement])
+    for table, records in (
+        (models.SettlementLine.__table__, rows.lines),
+        (models.SettlementPayer.__table__, rows.payers),
+        (models.SettlementLinePayment.__table__, rows.payments),
+        (models.SettlementAccumulatorChange.__table__, rows.changes),
+        (models.SettlementRebate.__table__, rows.rebates),
+        (models.LedgerEntry.__table__, transaction.rows()),
+    ):
+        await _insert(session, table, records)
+
+
+async def _insert(session: AsyncSession, table: Any, records: Sequence[Row]) -> None:
+    """One multi-row INSERT per table."""
+    if records:
+        await session.execute(table.insert().values(list(records)))
+
+
+async def _update_by_id(session: AsyncSession, table: Any, records: Sequence[Row]) -> None:
+    """Set columns by row id, all rows in one executemany; each record holds `row_id` and values."""
+    if not records:
+        return
+    columns = [key for key in records[0] if key != "row_id"]
+    statement = update(table).where(table.c.id == bindparam("row_id")).values({c: bindparam(c) for c in columns})
+    await session.execute(statement.execution_options(synchronize_session=False), list(records))
+
+
+@dataclass(frozen=True, slots=True)
+class ReversalTarget:
+    """A settlement named by id, or by the institution's serial (冲正 without the response)."""
+
+    settlement_id: uuid.UUID | None = None
+    institution: str | None = None
+    serial: str | None = None
+
+
+async def reverse(
+    sessions: async_sessionmaker[AsyncSession], target: ReversalTarget, reason: str, now: datetime
+) -> Reversal:
+    """Reverse a settlement in full: opposite ledger entries, pool draws returned, exactly what it
+    added to the accumulators and units subtracted. Later settlements are listed, not re-adjudicated.
+    """
+    if not reason.strip():
+        raise ServiceError(ErrorCode.MISSING_FIELD, "a reversal states its reason", "input.reason")
+    settlements = models.Settlement.__table__
+    async with sessions() as session:
+        if target.settlement_id is not None:
+            where = settlements.c.id == target.settlement_id
+        elif target.institution and target.serial:
+            await _lock_serial(session, target.institution, target.serial)
+            where = (settlements.c.institution_code == target.institution) & (settlements.c.serial == target.serial)
+        else:
+            raise ServiceError(
+                ErrorCode.MISSING_FIELD, "name the settlement by id, or by institution and serial", "input"
+            )
+        found = (await session.execute(select(settlements).where(where).with_for_update())).mappings().first()
+        if found is None:
+            if target.settlement_id is not None:
+                raise ServiceError(ErrorCode.NOT_FOUND, f"no settlement {target.settlement_id}", "input.id")
+            assert target.institution is not None and target.serial is not None
+            await _void_serial(session, target.institution, target.serial, reason, now)
+            await session.commit()
+            return Reversal(None, True, ())
+        settlement = dict(found)
+        if settlement["status"] == "reversed":
+            raise ServiceError(
+                ErrorCode.ALREADY_REVERSED,
+                f"settlement {settlement['id']} was reversed at {settlement['reversed_at']}",
+                "input",
+                {"settlementId": str(settlement["id"])},
+            )
+        await _undo(session, settlement, now)
+        await session.execute(
+            update(settlements)
+            .where(settlements.c.id == settlement["id"])
+            .values(status="reversed", reversed_at=now, reversal_reason=reason.strip())
+        )
+        later_ids = (
+            (
+                await session.execute(
+                    select(settlements.c.id)
+                    .where(
+                        settlements.c.person_id == settlement["person_id"],
+                        settlements.c.year == settlement["year"],
+                        settlements.c.status == "settled",
+                        (settlements.c.settled_at > settlement["settled_at"])
+                        | (
+                            (settlements.c.settled_at == settlement["settled_at"])
+                            & (settlements.c.id > settlement["id"])
+                        ),
+                    )
+                    .order_by(settlements.c.settled_at, settlements.c.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        shown = await read_settlements(session, [settlement["id"], *later_ids])
+        await session.commit()
+    return Reversal(shown[settlement["id"]], False, tuple(shown[i] for i in later_ids))
+
+
+async def _void_serial(session: AsyncSession, institution: str, serial: str, reason: str, now: datetime) -> None:
+    voided = models.VoidedSerial.__table__
+    await insert_missing(
+        session,
+        voided,
+        [
+            {
+                "id": uuid7(),
+                "institution_code": institution,
+                "serial": serial,
+                "reason": reason.strip(),
+                "voided_at": now,
+            }
+        ],
+        ["institution_code", "serial"],
+    )
+
+
+async def _undo(session: AsyncSession, settlement: Row, now: datetime) -> None:
+    """Subtract what the settlement added, return its pool draws, post the opposite entries."""
+    settlement_id = settlement["id"]
+    changes_table = models.SettlementAccumulatorChange.__table__
+    changes = {
+        row["plan_code"]: row
+        for row in (
+            await session.execute(select(changes_table).where(changes_table.c.settlement_id == settlement_id))
+        ).mappings()
+    }
+    lines = models.SettlementLine.__table__
+    received: dict[str, int] = {}
+    for drug, quantity in await session.execute(
+        select(lines.c.drug_code, lines.c.quantity).where(lines.c.settlement_id == settlement_id)
+    ):
+        received[drug] = received.get(drug, 0) + quantity
+    person_id, year = settlement["person_id"], settlement["year"]
+    accumulators = await _accumulators(session, person_id, year, sorted(changes), lock=True)
+    fields = ("deductible_met_fen", "base_spent_fen", "paid_fen", "claims")
+    await _update_by_id(
+        session,
+        models.Accumulator.__table__,
+        [
+            {"row_id": accumulators[code]["id"], **{f: accumulators[code][f] - change[f] for f in fields}}
+            for code, change in changes.items()
+        ],
+    )
+    units = await _units(session, person_id, year, sorted(received), lock=True)
+    await _update_by_id(
+        session,
+        models.UnitsReceived.__table__,
+        [{"row_id": units[drug]["id"], "units": units[drug]["units"] - n} for drug, n in received.items()],
+    )
+    payers = models.SettlementPayer.__table__
+    drawn: dict[str, int] = {}
+    for payer_code, amount in await session.execute(
+        select(payers.c.payer_code, payers.c.drawn_fen).where(payers.c.settlement_id == settlement_id)
+    ):
+        if amount:
+            drawn[payer_code] = drawn.get(payer_code, 0) + amount
+    pools = await _pools(session, settlement["institution_code"], sorted(drawn), lock=True)
+    await _update_by_id(
+        session,
+        models.PrepaymentPool.__table__,
+        [
+            {
+                "row_id": pools[code]["id"],
+                "returned_fen": pools[code]["returned_fen"] + amount,
+                "balance_fen": pools[code]["balance_fen"] + amount,
+            }
+            for code, amount in sorted(drawn.items())
+        ],
+    )
+    entries = models.LedgerEntry.__table__
+    transaction = ledger.Transaction(now, settlement_id=settlement_id)
+    for account, amount, code in await session.execute(
+        select(entries.c.account, entries.c.amount_fen, entries.c.code).where(entries.c.settlement_id == settlement_id)
+    ):
+        transaction.add(account, -amount, ledger.REVERSAL_OF[ledger.Why(code)])
+    await _insert(session, entries, transaction.rows())

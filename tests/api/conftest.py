@@ -1,0 +1,76 @@
+"""The service under test: the real Starlette app over a real database, driven through HTTP."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from api.app import create_app
+from api.db.session import create_engine, create_sessionmaker
+from api.services.ledger import check_invariants
+from api.settings import Mode, Settings
+from tests.api.documents import REFERENCE_DATA
+from tests.conftest import BACKENDS, Databases
+
+
+class Service:
+    """A client of the service: GraphQL over HTTP, plus a look at the database's invariants."""
+
+    def __init__(self, client: httpx.AsyncClient, database_url: str) -> None:
+        self.client = client
+        self.database_url = database_url
+
+    async def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = await self.client.post("/graphql", json={"query": query, "variables": variables or {}})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert "errors" not in body, body["errors"]
+        data: dict[str, Any] = body["data"]
+        return data
+
+    async def load(self, document: dict[str, Any]) -> dict[str, Any]:
+        data = await self.graphql(
+            "mutation($d: JSON!) { loadDocument(document: $d) { __typename "
+            "... on LoadSummary { planVersions formularyVersions grants unchangedVersions } "
+            "... on Error { code field message } } }",
+            {"d": document},
+        )
+        result: dict[str, Any] = data["loadDocument"]
+        return result
+
+    async def violations(self) -> list[str]:
+        engine = create_engine(self.database_url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                return [f"{v.invariant}: {v.detail}" for v in await check_invariants(session)]
+        finally:
+            await engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def database_url(databases: Databases, backend: str) -> str:
+    return await databases.fresh(backend)
+
+
+@pytest.fixture
+async def service(database_url: str) -> AsyncIterator[Service]:
+    """The app with the tests' reference data loaded; after the test, every money invariant holds."""
+    settings = Settings(database_url=database_url, mode=Mode.DEVELOPMENT, demo_data=False)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://settle.test") as client:
+            subject = Service(client, database_url)
+            loaded = await subject.load(copy.deepcopy(REFERENCE_DATA))
+            assert loaded["__typename"] == "LoadSummary", loaded
+            yield subject
+    assert await subject.violations() == []

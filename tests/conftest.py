@@ -1,0 +1,182 @@
+"""Real databases for the tests: SQLite files always, PostgreSQL when one answers.
+
+PostgreSQL: the admin URL comes from TEST_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/postgres).
+Each run creates its own non-superuser role for the application and its own databases, and drops
+them at the end. The schema is migrated once into a template database (as the admin, who owns the
+schema); each test gets a fresh copy, and the application connects as the role, which may read,
+insert and update but not delete anything. With SETTLE_TEST_REQUIRE_POSTGRES=1 (as .ci/run sets),
+an unreachable PostgreSQL fails the run instead of being skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from api.db.migrate import upgrade
+from api.db.session import create_engine
+from api.settings import PROJECT_ROOT
+
+MIGRATIONS = PROJECT_ROOT / "migrations"
+ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REQUIRE_POSTGRES = os.environ.get("SETTLE_TEST_REQUIRE_POSTGRES") == "1"
+RUN = uuid.uuid4().hex[:8]
+APP_ROLE = f"settle_app_{RUN}"
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _async_url(url: str, database: str | None = None, user: str | None = None) -> str:
+    parsed = make_url(url).set(drivername="postgresql+asyncpg")
+    if database is not None:
+        parsed = parsed.set(database=database)
+    if user is not None:
+        parsed = parsed.set(username=user, password=None)
+    return parsed.render_as_string(hide_password=False)
+
+
+async def _admin(sql: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(_asyncpg_dsn(ADMIN_URL), timeout=5)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+def _postgres_reachable() -> str | None:
+    """None when PostgreSQL answers; otherwise why not."""
+    try:
+        asyncio.run(_admin("SELECT 1"))
+    except Exception as error:  # any failure to connect means: not reachable
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+POSTGRES_PROBLEM = _postgres_reachable()
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    if POSTGRES_PROBLEM is None:
+        return [f"DATABASES: SQLite and PostgreSQL ({make_url(ADMIN_URL).render_as_string()})"]
+    return [
+        "!" * 78,
+        "DATABASES: SQLite ONLY. PostgreSQL is unreachable, its tests are SKIPPED:",
+        f"  {POSTGRES_PROBLEM}",
+        "!" * 78,
+    ]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in pytest_report_header(terminalreporter.config):
+        terminalreporter.write_line(line, bold=True, red=POSTGRES_PROBLEM is not None)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if REQUIRE_POSTGRES and POSTGRES_PROBLEM is not None:
+        raise pytest.UsageError(f"PostgreSQL is required (SETTLE_TEST_REQUIRE_POSTGRES=1): {POSTGRES_PROBLEM}")
+
+
+@dataclass
+class Databases:
+    """Fresh migrated databases: `fresh(backend)` gives the URL the application connects with."""
+
+    tmp: Path
+    sqlite_template: Path | None = None
+    postgres_template: str | None = None
+    created: list[str] | None = None
+    counter: int = 0
+
+    async def fresh(self, backend: str) -> str:
+        self.counter += 1
+        if backend == "sqlite":
+            if self.sqlite_template is None:
+                self.sqlite_template = self.tmp / "template.sqlite3"
+                engine = create_engine(f"sqlite+aiosqlite:///{self.sqlite_template}")
+                await upgrade(engine, MIGRATIONS)
+                await engine.dispose()
+            path = self.tmp / f"test-{self.counter}.sqlite3"
+            shutil.copyfile(self.sqlite_template, path)
+            return f"sqlite+aiosqlite:///{path}"
+        created = await self._postgres()
+        if self.postgres_template is None:
+            template = f"settle_tpl_{RUN}"
+            await _admin(f"CREATE DATABASE {template}")
+            created.append(template)
+            engine = create_engine(_async_url(ADMIN_URL, template))
+            await upgrade(engine, MIGRATIONS)
+            await engine.dispose()
+            await grant_app_role(_async_url(ADMIN_URL, template))
+            self.postgres_template = template
+        name = f"settle_t_{RUN}_{self.counter}"
+        await _admin(f"CREATE DATABASE {name} TEMPLATE {self.postgres_template}")
+        created.append(name)
+        return _async_url(ADMIN_URL, name, user=APP_ROLE)
+
+    async def _postgres(self) -> list[str]:
+        """Skip (or fail, when required) without PostgreSQL; create this run's role once."""
+        if POSTGRES_PROBLEM is not None:
+            if REQUIRE_POSTGRES:
+                pytest.fail(f"PostgreSQL is required: {POSTGRES_PROBLEM}")
+            pytest.skip(f"PostgreSQL unreachable: {POSTGRES_PROBLEM}")
+        if self.created is None:
+            self.created = []
+            await _admin(f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
+        return self.created
+
+    async def empty(self, backend: str) -> str:
+        """An empty database (for migration tests), connected as its owner."""
+        self.counter += 1
+        if backend == "sqlite":
+            return f"sqlite+aiosqlite:///{self.tmp / f'empty-{self.counter}.sqlite3'}"
+        created = await self._postgres()
+        name = f"settle_e_{RUN}_{self.counter}"
+        await _admin(f"CREATE DATABASE {name}")
+        created.append(name)
+        return _async_url(ADMIN_URL, name)
+
+    async def drop_all(self) -> None:
+        if self.created is None:
+            return
+        for name in reversed(self.created):
+            await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await _admin(f"DROP ROLE IF EXISTS {APP_ROLE}")
+
+
+async def grant_app_role(url: str) -> None:
+    """The application's role reads, inserts and updates; it never deletes or changes the schema."""
+    from sqlalchemy import text
+
+    engine = create_engine(url)
+    async with engine.begin() as connection:
+        database = make_url(url).database
+        await connection.execute(text(f"GRANT CONNECT ON DATABASE {database} TO {APP_ROLE}"))
+        await connection.execute(text(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}"))
+        await connection.execute(text(f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}"))
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def tmp_databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    yield tmp_path_factory.mktemp("databases")
+
+
+@pytest.fixture(scope="session")
+async def databases(tmp_databases: Path) -> AsyncIterator[Databases]:
+    pool = Databases(tmp_databases)
+    try:
+        yield pool
+    finally:
+        await pool.drop_all()
