@@ -13,7 +13,7 @@ Yuan = NewType("Yuan", int)
 SCALARS = {
     Yuan: strawberry.scalar(
         name="Yuan",
-        description='An amount of money in yuan, as a decimal string with two places ("1234.50"); exact, never a float.',
+        description='Money in yuan: a decimal string with two places ("1234.50"); exact, never a float.',
         serialize=format_yuan,
         parse_value=parse_yuan,
     )

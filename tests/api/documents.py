@@ -218,6 +218,7 @@ REVERSE = f"""mutation($input: ReversalInput!) {{ reverseSettlement(input: $inpu
 BY_SERIAL = f"""query($institution: String!, $serial: String!) {{
   settlementBySerial(institution: $institution, serial: $serial) {{ {SETTLEMENT_FIELDS} }} }}"""
 ACCUMULATORS = """query($psn: String!, $year: Int!) { person(psnNo: $psn) {
-  accumulators(year: $year) { plan deductibleMet baseSpent paid claims } unitsReceived(year: $year) { drug units } } }"""
+  accumulators(year: $year) { plan deductibleMet baseSpent paid claims }
+  unitsReceived(year: $year) { drug units } } }"""
 POOLS = """query($code: String!) { institution(code: $code) {
   prepaymentPools { payer granted drawn returned balance } } }"""
