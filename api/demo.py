@@ -90,19 +90,9 @@ _DRUGS: tuple[_Drug, ...] = (
     _Drug("XL01EH05063", "pyrotinib", "160 mg × 14 tablets", 14, "hengrui", "8610595", "2018-08-12"),
     _Drug("XL01EA01002", "imatinib", "100 mg × 120 tablets", 120, "novartis", "8690106", "2002-04-10"),
     _Drug("XM09AX07015", "nusinersen", "12 mg/5 ml intrathecal, 1 vial", 1, "biogen", "8690217", "2019-02-22"),
-    _Drug(
-        "XL01XL03101",
-        "axicabtagene ciloleucel",
-        "2.0×10^6 CAR-T cells/kg, 1 bag",
-        1,
-        "fosun-kite",
-        "8614328",
-        "2021-06-22",
-    ),
-    _Drug("XL01XL05112", "relmacabtagene autoleucel", "100×10^6 CAR-T cells, 1 bag", 1, "jw", "8614439", "2021-09-01"),
-    _Drug(
-        "XA16AB07024", "alglucosidase alfa", "50 mg powder for infusion, 1 vial", 1, "genzyme", "8690548", "2015-10-30"
-    ),
+    _Drug("XL01XL03101", "axicabtagene ciloleucel", "2×10^6 cells/kg, 1 bag", 1, "fosun-kite", "8614328", "2021-06-22"),
+    _Drug("XL01XL05112", "relmacabtagene autoleucel", "100×10^6 cells, 1 bag", 1, "jw", "8614439", "2021-09-01"),
+    _Drug("XA16AB07024", "alglucosidase alfa", "50 mg powder, 1 vial", 1, "genzyme", "8690548", "2015-10-30"),
 )
 
 TRASTUZUMAB = "XL01FD01012"

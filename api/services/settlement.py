@@ -161,7 +161,7 @@ async def _decide(
             plans=facts.engine_plans,
         )
     except InputError as error:
-        raise ServiceError.from_input(error, "claim") from None
+        raise ServiceError.from_input(error) from None
     if all(payer.reasons and payer.reasons[0].code is ReasonCode.NOT_ELIGIBLE for payer in result.payers):
         raise ServiceError(
             ErrorCode.NOT_ELIGIBLE,

@@ -33,11 +33,8 @@ class AdminMutations:
     async def grant_prepayment(
         self, info: Info, reference: str, payer: str, institution: str, amount: str, note: str = ""
     ) -> GrantResult:
-        document = {
-            "grants": [
-                {"reference": reference, "payer": payer, "institution": institution, "amount": amount, "note": note}
-            ]
-        }
+        grant = {"reference": reference, "payer": payer, "institution": institution, "amount": amount}
+        document = {"grants": [grant | ({"note": note} if note else {})]}
         try:
             await loading.load_document(info.context.sessions, document, info.context.clock())
         except ServiceError as error:

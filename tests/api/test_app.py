@@ -1,0 +1,95 @@
+"""The application shell: health, readiness, GraphiQL only in development, demo data, the SDL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from api.app import create_app
+from api.demo import DEMO_DRUG, DEMO_DRUG_PRICE, DEMO_HOSPITAL, DEMO_PERSON
+from api.settings import PROJECT_ROOT, Mode, Settings
+from tests.api.documents import SETTLE
+from tests.conftest import Databases
+
+
+async def test_health_and_readiness(databases: Databases) -> None:
+    url = await databases.fresh("sqlite")
+    app = create_app(Settings(database_url=url, mode=Mode.PRODUCTION, demo_data=False))
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            assert (await client.get("/healthz")).json() == {"status": "ok"}
+            ready = await client.get("/readyz")
+            assert ready.status_code == 200 and ready.json()["status"] == "ready"
+
+
+async def test_readiness_fails_while_migrations_are_pending(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'behind.sqlite3'}"
+    app = create_app(Settings(database_url=url, mode=Mode.PRODUCTION, demo_data=False))
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            ready = await client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["status"] == "migrations pending"
+
+
+async def test_graphiql_is_served_in_development_only(databases: Databases) -> None:
+    for mode, expected in ((Mode.DEVELOPMENT, True), (Mode.PRODUCTION, False)):
+        app = create_app(Settings(database_url=await databases.fresh("sqlite"), mode=mode, demo_data=False))
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+                page = await client.get("/graphql", headers={"accept": "text/html"})
+        assert ("graphiql" in page.text.lower()) is expected, (mode, page.status_code)
+
+
+async def test_with_no_configuration_the_service_starts_with_the_demo_data(tmp_path: Path) -> None:
+    app = create_app(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'demo.sqlite3'}"))
+    claim = {
+        "institution": DEMO_HOSPITAL,
+        "serial": "DEMO-1",
+        "person": DEMO_PERSON,
+        "serviceDate": "2026-05-20",
+        "visit": "OUTPATIENT",
+        "diagnoses": ["C34.1"],
+        "lines": [{"drug": DEMO_DRUG, "quantity": 2, "unitPrice": DEMO_DRUG_PRICE}],
+    }
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            response = await client.post("/graphql", json={"query": SETTLE, "variables": {"claim": claim}})
+            people = await client.post(
+                "/graphql", json={"query": '{ person(psnNo: "3101000000000100") { insuranceType } }'}
+            )
+    settled = response.json()["data"]["settle"]
+    assert settled["__typename"] == "Settlement", settled
+    assert settled["explanation"]["total"] == "2160.00"
+    assert people.json()["data"]["person"] is not None  # the hundredth insured person
+
+
+def test_settle_schema_prints_the_sdl_without_a_database() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "api.cli", "schema"], capture_output=True, text=True, check=True, cwd=PROJECT_ROOT
+    )
+    assert "type Mutation" in completed.stdout
+    assert "settle(claim: ClaimInput!): SettleResult!" in completed.stdout
+    assert "scalar Yuan" in completed.stdout
+
+
+def test_settle_db_and_settle_load_work_from_the_command_line(tmp_path: Path) -> None:
+    environment = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.sqlite3'}", "PATH": "/usr/bin:/bin"}
+    document = tmp_path / "payers.json"
+    document.write_text('{"payers": [{"code": "INS-Z", "name": "Insurer Z", "kind": "insurer"}]}', encoding="utf-8")
+
+    def settle(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "api.cli", *args], capture_output=True, text=True, env=environment, cwd=PROJECT_ROOT
+        )
+
+    upgraded = settle("db", "upgrade")
+    loaded = settle("load", str(document))
+    refused = settle("load", "-")  # empty stdin is not a document
+
+    assert upgraded.returncode == 0 and upgraded.stdout.strip() == "0001", upgraded.stderr
+    assert loaded.returncode == 0 and '"payers": 1' in loaded.stdout, loaded.stderr
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert settle("db", "downgrade", "base").stdout.strip() == "base"
