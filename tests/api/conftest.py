@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from api.app import create_app
 from api.db.session import create_engine, create_sessionmaker
@@ -15,6 +17,16 @@ from api.services.ledger import check_invariants
 from api.settings import Mode, Settings
 from tests.api.documents import REFERENCE_DATA
 from tests.conftest import BACKENDS, Databases
+
+
+@asynccontextmanager
+async def running(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """The app started (its lifespan run) and an HTTP client talking to it."""
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://settle.test") as client,
+    ):
+        yield client
 
 
 class Service:
@@ -65,12 +77,9 @@ async def database_url(databases: Databases, backend: str) -> str:
 async def service(database_url: str) -> AsyncIterator[Service]:
     """The app with the tests' reference data loaded; after the test, every money invariant holds."""
     settings = Settings(database_url=database_url, mode=Mode.DEVELOPMENT, demo_data=False)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://settle.test") as client:
-            subject = Service(client, database_url)
-            loaded = await subject.load(copy.deepcopy(REFERENCE_DATA))
-            assert loaded["__typename"] == "LoadSummary", loaded
-            yield subject
+    async with running(create_app(settings)) as client:
+        subject = Service(client, database_url)
+        loaded = await subject.load(copy.deepcopy(REFERENCE_DATA))
+        assert loaded["__typename"] == "LoadSummary", loaded
+        yield subject
     assert await subject.violations() == []

@@ -6,11 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
-
 from api.app import create_app
 from api.demo import DEMO_DRUG, DEMO_DRUG_PRICE, DEMO_HOSPITAL, DEMO_PERSON
 from api.settings import PROJECT_ROOT, Mode, Settings
+from tests.api.conftest import running
 from tests.api.documents import SETTLE
 from tests.conftest import Databases
 
@@ -18,28 +17,25 @@ from tests.conftest import Databases
 async def test_health_and_readiness(databases: Databases) -> None:
     url = await databases.fresh("sqlite")
     app = create_app(Settings(database_url=url, mode=Mode.PRODUCTION, demo_data=False))
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            assert (await client.get("/healthz")).json() == {"status": "ok"}
-            ready = await client.get("/readyz")
-            assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    async with running(app) as client:
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        ready = await client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
 
 
 async def test_readiness_fails_while_migrations_are_pending(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'behind.sqlite3'}"
     app = create_app(Settings(database_url=url, mode=Mode.PRODUCTION, demo_data=False))
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            ready = await client.get("/readyz")
+    async with running(app) as client:
+        ready = await client.get("/readyz")
     assert ready.status_code == 503 and ready.json()["status"] == "migrations pending"
 
 
 async def test_graphiql_is_served_in_development_only(databases: Databases) -> None:
     for mode, expected in ((Mode.DEVELOPMENT, True), (Mode.PRODUCTION, False)):
         app = create_app(Settings(database_url=await databases.fresh("sqlite"), mode=mode, demo_data=False))
-        async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-                page = await client.get("/graphql", headers={"accept": "text/html"})
+        async with running(app) as client:
+            page = await client.get("/graphql", headers={"accept": "text/html"})
         assert ("graphiql" in page.text.lower()) is expected, (mode, page.status_code)
 
 
@@ -54,12 +50,11 @@ async def test_with_no_configuration_the_service_starts_with_the_demo_data(tmp_p
         "diagnoses": ["C34.1"],
         "lines": [{"drug": DEMO_DRUG, "quantity": 2, "unitPrice": DEMO_DRUG_PRICE}],
     }
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            response = await client.post("/graphql", json={"query": SETTLE, "variables": {"claim": claim}})
-            people = await client.post(
-                "/graphql", json={"query": '{ person(psnNo: "3101000000000100") { insuranceType } }'}
-            )
+    async with running(app) as client:
+        response = await client.post("/graphql", json={"query": SETTLE, "variables": {"claim": claim}})
+        people = await client.post(
+            "/graphql", json={"query": '{ person(psnNo: "3101000000000100") { insuranceType } }'}
+        )
     settled = response.json()["data"]["settle"]
     assert settled["__typename"] == "Settlement", settled
     assert settled["explanation"]["total"] == "2160.00"
