@@ -32,6 +32,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     migrations: Path = PROJECT_ROOT / "migrations"
+    key_wait_ms: int = 5_000
 
     @property
     def development(self) -> bool:
@@ -52,4 +53,5 @@ class Settings:
             host=environ.get("SETTLE_HOST", "127.0.0.1"),
             port=int(environ.get("SETTLE_PORT", "8000")),
             migrations=Path(environ.get("SETTLE_MIGRATIONS", str(PROJECT_ROOT / "migrations"))),
+            key_wait_ms=int(environ.get("SETTLE_KEY_WAIT_MS", "5000")),
         )

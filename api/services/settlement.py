@@ -31,9 +31,6 @@ from api.services.facts import Facts, VersionCache, load_facts
 from api.services.records import Row, SettlementRows, SettlementView, read_settlements, rows_for, view
 from api.services.requests import ClaimRequest
 
-KEY_WAIT_MS = 5_000
-"""How long a copy of an in-flight request waits for the first before answering IN_PROGRESS."""
-
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -70,14 +67,19 @@ async def pre_settle(
 
 
 async def settle(
-    sessions: async_sessionmaker[AsyncSession], request: ClaimRequest, cache: VersionCache, now: datetime
+    sessions: async_sessionmaker[AsyncSession],
+    request: ClaimRequest,
+    cache: VersionCache,
+    now: datetime,
+    key_wait_ms: int,
 ) -> SettlementView:
     """Settle a claim once. The same serial with the same body returns the first settlement and
-    writes nothing; with another body it is refused (IDEMPOTENCY_CONFLICT).
+    writes nothing; with another body it is refused (IDEMPOTENCY_CONFLICT). A copy that arrives
+    while the first is in flight waits up to `key_wait_ms` for it, then answers IN_PROGRESS.
     """
     digest = request.digest()
     async with sessions() as session:  # any refusal leaves by an exception: nothing is committed
-        await _lock_serial(session, request.institution, request.serial)
+        await _lock_serial(session, request.institution, request.serial, key_wait_ms)
         existing = await _existing(session, request, digest)
         if existing is not None:
             return existing
@@ -87,9 +89,9 @@ async def settle(
     return view(decision.rows, request.person)
 
 
-async def _lock_serial(session: AsyncSession, institution: str, serial: str) -> None:
+async def _lock_serial(session: AsyncSession, institution: str, serial: str, wait_ms: int) -> None:
     try:
-        await lock_key(session, advisory_key("settlement", institution, serial), KEY_WAIT_MS)
+        await lock_key(session, advisory_key("settlement", institution, serial), wait_ms)
     except LockTimeout:
         raise ServiceError(
             ErrorCode.IN_PROGRESS,
@@ -348,7 +350,7 @@ class ReversalTarget:
 
 
 async def reverse(
-    sessions: async_sessionmaker[AsyncSession], target: ReversalTarget, reason: str, now: datetime
+    sessions: async_sessionmaker[AsyncSession], target: ReversalTarget, reason: str, now: datetime, key_wait_ms: int
 ) -> Reversal:
     """Reverse a settlement in full: opposite ledger entries, pool draws returned, exactly what it
     added to the accumulators and units subtracted. Later settlements are listed, not re-adjudicated.
@@ -360,7 +362,7 @@ async def reverse(
         if target.settlement_id is not None:
             where = settlements.c.id == target.settlement_id
         elif target.institution and target.serial:
-            await _lock_serial(session, target.institution, target.serial)
+            await _lock_serial(session, target.institution, target.serial, key_wait_ms)
             where = (settlements.c.institution_code == target.institution) & (settlements.c.serial == target.serial)
         else:
             raise ServiceError(

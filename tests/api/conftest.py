@@ -29,6 +29,10 @@ async def running(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+KEY_WAIT_MS = 300
+"""How long the tests' service lets a copy wait for an in-flight request (short, to test IN_PROGRESS)."""
+
+
 class Service:
     """A client of the service: GraphQL over HTTP, plus a look at the database's invariants."""
 
@@ -76,7 +80,7 @@ async def database_url(databases: Databases, backend: str) -> str:
 @pytest.fixture
 async def service(database_url: str) -> AsyncIterator[Service]:
     """The app with the tests' reference data loaded; after the test, every money invariant holds."""
-    settings = Settings(database_url=database_url, mode=Mode.DEVELOPMENT, demo_data=False)
+    settings = Settings(database_url=database_url, mode=Mode.DEVELOPMENT, demo_data=False, key_wait_ms=KEY_WAIT_MS)
     async with running(create_app(settings)) as client:
         subject = Service(client, database_url)
         loaded = await subject.load(copy.deepcopy(REFERENCE_DATA))

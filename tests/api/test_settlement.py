@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from sqlalchemy.engine import make_url
+
 from tests.api.conftest import Service
 from tests.api.documents import (
     ACCUMULATORS,
@@ -225,3 +228,25 @@ async def test_a_reversal_needs_a_reason_and_a_target(service: Service) -> None:
     assert (no_reason["code"], no_reason["field"]) == ("MISSING_FIELD", "input.reason")
     assert (nothing["code"], nothing["field"]) == ("MISSING_FIELD", "input")
     assert (unknown["__typename"], unknown["code"]) == ("NotFound", "NOT_FOUND")
+
+
+async def test_a_copy_that_cannot_wait_for_the_first_gets_a_retryable_in_progress(
+    service: Service, backend: str
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("on SQLite every writer queues for the database lock instead")
+    import asyncpg
+
+    from api.db.statements import advisory_key
+
+    # the first request, still in flight, holds the serial's key
+    first = await asyncpg.connect(make_url(service.database_url).set(drivername="postgresql").render_as_string(False))
+    try:
+        async with first.transaction():
+            await first.execute("SELECT pg_advisory_xact_lock($1)", advisory_key("settlement", HOSPITAL, "S-BUSY"))
+            copy = await settle(service, claim("S-BUSY"))
+    finally:
+        await first.close()
+
+    assert (copy["__typename"], copy["code"], copy["retryable"]) == ("InProgress", "IN_PROGRESS", True)
+    assert (await settle(service, claim("S-BUSY")))["__typename"] == "Settlement"  # the retry goes through

@@ -100,7 +100,9 @@ class SettlementMutations:
     async def settle(self, info: Info, claim: ClaimInput) -> SettleResult:
         context = info.context
         try:
-            view = await settlement_service.settle(context.sessions, _request(claim), context.cache, context.clock())
+            view = await settlement_service.settle(
+                context.sessions, _request(claim), context.cache, context.clock(), context.settings.key_wait_ms
+            )
         except ServiceError as error:
             return error_from(error)
         return settlement_type(view)
@@ -117,7 +119,9 @@ class SettlementMutations:
                 return error_from(missing)
         target = settlement_service.ReversalTarget(settlement_id, input.institution, input.serial)
         try:
-            reversal = await settlement_service.reverse(context.sessions, target, input.reason, context.clock())
+            reversal = await settlement_service.reverse(
+                context.sessions, target, input.reason, context.clock(), context.settings.key_wait_ms
+            )
         except ServiceError as error:
             return error_from(error)
         return Reversal(
