@@ -441,13 +441,32 @@ def percentile(ordered: Sequence[float], rank: float) -> float:
 # --- CPU accounting (Linux /proc; None elsewhere) -----------------------------------------------
 
 
+def ticks_to_s(stat: str) -> float:
+    """User + system CPU seconds from the text of /proc/PID/stat."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def process_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of one process."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return ticks_to_s(Path(f"/proc/{pid}/stat").read_text())
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_s() -> float | None:
+    """CPU seconds of the PostgreSQL processes on this machine (backends, WAL writer, ...)."""
+    if not Path("/proc/stat").exists():
+        return None
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # exited meanwhile
+            continue
+        if text.split(" ", 2)[1] == "(postgres)":
+            total += ticks_to_s(text)
+    return total
 
 
 def machine_busy_s() -> float | None:
@@ -463,27 +482,32 @@ def machine_busy_s() -> float | None:
 @dataclass(frozen=True, slots=True)
 class CpuSample:
     server: float | None
-    machine: float | None
+    postgresql: float | None
     client: float
+    machine: float | None
 
     @classmethod
     def take(cls, server_pid: int) -> CpuSample:
-        return cls(process_cpu_s(server_pid), machine_busy_s(), time.process_time())
+        return cls(process_cpu_s(server_pid), postgres_cpu_s(), time.process_time(), machine_busy_s())
 
 
 def cpu_ms_per_settlement(before: CpuSample, after: CpuSample, settlements: int) -> dict[str, float | None]:
-    """Where the CPU went per settlement: the service's process, this client, and the rest of the
-    machine (mostly PostgreSQL's backends and WAL writer).
+    """Where the CPU went, per settlement: the service's process, PostgreSQL, this client, and the
+    rest of the machine (the kernel's loopback networking, anything else running).
     """
 
     def per(start: float | None, end: float | None) -> float | None:
-        return None if start is None or end is None else round((end - start) / settlements * 1000, 3)
+        return None if start is None or end is None else round((end - start) / settlements * 1000, 2)
 
-    server = per(before.server, after.server)
-    client = per(before.client, after.client)
+    spent = {
+        "server": per(before.server, after.server),
+        "postgresql": per(before.postgresql, after.postgresql),
+        "client": per(before.client, after.client),
+    }
     machine = per(before.machine, after.machine)
-    rest = None if machine is None or server is None or client is None else round(machine - server - client, 3)
-    return {"server": server, "client": client, "postgresql_and_rest": rest, "machine": machine}
+    known = [value for value in spent.values() if value is not None]
+    other = None if machine is None or len(known) < len(spent) else round(machine - sum(known), 2)
+    return spent | {"other": other, "machine": machine}
 
 
 # --- pgbench -----------------------------------------------------------------------------------

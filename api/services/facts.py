@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import date
 from typing import Generic, TypeVar
@@ -205,11 +205,11 @@ async def plans_in_force(session: AsyncSession, region: str, on: date, cache: Ve
             .order_by(versions.c.plan_code, versions.c.effective_from.desc())
         )
     ).all()
-    latest: dict[str, tuple[int, uuid.UUID]] = {}
+    latest: dict[str, tuple[int, str, uuid.UUID]] = {}
     for row in rows:
-        latest.setdefault(row.plan_code, (row.priority, row.id))
-    chosen = sorted(latest.values())
-    missing = [version_id for _, version_id in chosen if cache.plans.get(version_id) is None]
+        latest.setdefault(row.plan_code, (row.priority, row.plan_code, row.id))
+    chosen = [version_id for _, _, version_id in sorted(latest.values())]
+    missing = [version_id for version_id in chosen if cache.plans.get(version_id) is None]
     if missing:
         definitions = await session.execute(
             select(versions.c.id, versions.c.definition).where(versions.c.id.in_(missing))
@@ -217,7 +217,7 @@ async def plans_in_force(session: AsyncSession, region: str, on: date, cache: Ve
         for version_id, definition in definitions:
             cache.plans.put(version_id, parse_plan(definition, f"plan version {version_id}"))
     result: list[PlanInForce] = []
-    for _, version_id in chosen:
+    for version_id in chosen:
         plan = cache.plans.get(version_id)
         assert plan is not None
         result.append(PlanInForce(version_id, plan))
@@ -229,7 +229,3 @@ def parse_plan(definition: object, where: str) -> Plan:
         return read_plan(definition, where)
     except InputError as error:  # stored definitions were checked on load; this is corruption
         raise RuntimeError(f"stored {where} no longer reads as a plan: {error}") from error
-
-
-def plan_codes(plans: Sequence[PlanInForce]) -> list[str]:
-    return sorted(plan.plan.id for plan in plans if plan.plan.in_kind is None)

@@ -25,13 +25,13 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from adjudication import ErrorCode, InputError, InstitutionKind, InsuranceType
+from adjudication import ErrorCode, Formulary, InputError, InstitutionKind, InsuranceType, Plan
 from adjudication.scenario import (
     COMMENT,
     Reader,
@@ -202,61 +202,57 @@ async def load_document(sessions: async_sessionmaker[AsyncSession], document: ob
     except InputError as error:
         raise ServiceError.from_input(error, "document") from None
 
-    summary: dict[str, int] = {}
     async with sessions() as session:
         await upsert(session, models.Payer.__table__, payers, ["code"])
         await upsert(session, models.Institution.__table__, institutions, ["code"])
         await upsert(session, models.Drug.__table__, drugs, ["code"])
         await upsert(session, models.Person.__table__, people, ["psn_no"])
         known_payers = set((await session.execute(select(models.Payer.code))).scalars())
-        known_drugs = set((await session.execute(select(models.Drug.code))).scalars())
-        unchanged = 0
+        written = {"formulary": 0, "plans": 0, "unchanged": 0}
         if formulary is not None:
             assert region is not None and effective_from is not None
-            for index, (_drug, insurer) in enumerate(formulary.commercial):
-                if insurer not in known_payers:
-                    raise ServiceError(
-                        ErrorCode.NOT_FOUND, f"no payer {insurer}", f"document.formulary.commercial[{index}].insurer"
-                    )
-            for path, drug in [
-                *((f"basic[{i}]", d) for i, d in enumerate(formulary.basic)),
-                *((f"commercial[{i}]", d) for i, (d, _) in enumerate(formulary.commercial)),
-            ]:
-                if drug not in known_drugs:
-                    raise ServiceError(
-                        ErrorCode.UNKNOWN_DRUG, f"no drug {drug} is registered", f"document.formulary.{path}.drug"
-                    )
-            written = await _formulary_version(session, region, effective_from, raw_formulary, formulary, now)
-            summary["formulary_versions"] = int(written)
-            unchanged += int(not written)
-        new_plans = 0
-        assert isinstance(raw_plans, list) or not plans
+            known_drugs = set((await session.execute(select(models.Drug.code))).scalars())
+            _check_references(formulary, known_payers, known_drugs)
+            new = await _formulary_version(session, region, effective_from, raw_formulary, formulary, now)
+            written["formulary" if new else "unchanged"] += 1
         for index, plan in enumerate(plans):
             assert region is not None and effective_from is not None and isinstance(raw_plans, list)
             if plan.payer not in known_payers:
                 raise ServiceError(ErrorCode.NOT_FOUND, f"no payer {plan.payer}", f"document.plans[{index}].payer")
-            written = await _plan_version(
-                session, region, effective_from, index, raw_plans[index], plan.id, plan.payer, plan.kind.value, now
-            )
-            new_plans += int(written)
-            unchanged += int(not written)
-        summary["plan_versions"] = new_plans
-        summary["grants"] = await _grant(session, grants, now)
+            definition = raw_plans[index]
+            new = await _plan_version(session, region, effective_from, index, definition, plan, now)
+            written["plans" if new else "unchanged"] += 1
+        granted = await _grant(session, grants, now)
         await session.commit()
     return LoadSummary(
         payers=len(payers),
         institutions=len(institutions),
         drugs=len(drugs),
         people=len(people),
-        formulary_versions=summary.get("formulary_versions", 0),
-        plan_versions=new_plans,
-        grants=summary["grants"],
-        unchanged_versions=unchanged,
+        formulary_versions=written["formulary"],
+        plan_versions=written["plans"],
+        grants=granted,
+        unchanged_versions=written["unchanged"],
     )
 
 
+def _check_references(formulary: Formulary, payers: set[str], drugs: set[str]) -> None:
+    """Every drug of a formulary is registered, and every catalogue insurer is a payer."""
+    for index, drug in enumerate(formulary.basic):
+        if drug not in drugs:
+            raise ServiceError(
+                ErrorCode.UNKNOWN_DRUG, f"no drug {drug} is registered", f"document.formulary.basic[{index}].drug"
+            )
+    for index, (drug, insurer) in enumerate(formulary.commercial):
+        path = f"document.formulary.commercial[{index}]"
+        if drug not in drugs:
+            raise ServiceError(ErrorCode.UNKNOWN_DRUG, f"no drug {drug} is registered", f"{path}.drug")
+        if insurer not in payers:
+            raise ServiceError(ErrorCode.NOT_FOUND, f"no payer {insurer}", f"{path}.insurer")
+
+
 async def _formulary_version(
-    session: AsyncSession, region: str, effective_from: Any, raw: object, formulary: Any, now: datetime
+    session: AsyncSession, region: str, effective_from: date, raw: object, formulary: Formulary, now: datetime
 ) -> bool:
     versions = models.FormularyVersion.__table__
     content = digest(_strip_comments(raw))
@@ -318,38 +314,32 @@ async def _formulary_version(
 
 
 async def _plan_version(
-    session: AsyncSession,
-    region: str,
-    effective_from: Any,
-    priority: int,
-    raw: object,
-    code: str,
-    payer: str,
-    kind: str,
-    now: datetime,
+    session: AsyncSession, region: str, effective_from: date, priority: int, raw: object, plan: Plan, now: datetime
 ) -> bool:
     versions = models.PlanVersion.__table__
     definition = _strip_comments(raw)
     content = digest(definition)
     existing = (
         await session.execute(
-            select(versions.c.digest).where(versions.c.plan_code == code, versions.c.effective_from == effective_from)
+            select(versions.c.digest).where(
+                versions.c.plan_code == plan.id, versions.c.effective_from == effective_from
+            )
         )
     ).scalar_one_or_none()
     if existing is not None:
         if existing != content:
             raise ServiceError(
                 ErrorCode.VERSION_CONFLICT,
-                f"a different version of plan {code} from {effective_from} is already loaded",
+                f"a different version of plan {plan.id} from {effective_from} is already loaded",
                 f"document.plans[{priority}]",
             )
         return False
     await session.execute(
         versions.insert().values(
             id=uuid7(),
-            plan_code=code,
-            payer_code=payer,
-            kind=kind,
+            plan_code=plan.id,
+            payer_code=plan.payer,
+            kind=plan.kind.value,
             region=region,
             priority=priority,
             effective_from=effective_from,

@@ -139,10 +139,3 @@ def claim_request(
         drg_group=drg_group,
         prescribing_hospital=prescribing_hospital,
     )
-
-
-def amount_field(value: str, field: str) -> int:
-    try:
-        return parse_yuan(value)
-    except ValueError as error:
-        raise ServiceError(ErrorCode.INVALID_AMOUNT, str(error), field) from None
