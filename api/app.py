@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,11 +17,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
+from api.auth import TokenVerifier, Unauthenticated, build_verifier, unverified_token_id
 from api.db import models
 from api.db.migrate import current_revision, head_revision, upgrade
 from api.db.session import create_engine, create_sessionmaker
 from api.graphql.context import Context
 from api.graphql.schema import build_schema
+from api.services import audit
+from api.services.access import SYSTEM
 from api.services.facts import VersionCache
 from api.settings import Settings
 
@@ -32,7 +36,7 @@ def utc_now() -> datetime:
 
 
 class GraphQLEndpoint(GraphQL[Context, None]):
-    """strawberry's ASGI app, handing each request the typed context the lifespan built.
+    """strawberry's ASGI app, handing each request a typed context with its verified caller.
 
     GraphiQL (which loads its scripts from a CDN) is served in development mode only.
     """
@@ -42,8 +46,52 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         self.state = state
 
     async def get_context(self, request: Any, response: Any) -> Context:
-        context: Context = self.state["context"]
-        return context
+        shared: Context = self.state["context"]
+        return replace(shared, principal=request.scope["principal"])
+
+
+class Authenticated:
+    """ASGI wrapper: a request reaches the wrapped app only with a valid bearer token (its
+    Principal in `scope["principal"]`); anything else is answered 401 UNAUTHENTICATED and the
+    attempt is audited. In development, the GraphiQL page itself (a GET for HTML) is open.
+    """
+
+    def __init__(self, app: GraphQLEndpoint, state: dict[str, Any], *, development: bool) -> None:
+        self.app = app
+        self.state = state
+        self.development = development
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        request = Request(scope)
+        if self.development and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+            page = await self.app.render_graphql_ide(request)  # the page only: every query it sends is checked
+            await page(scope, receive, send)
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        verifier: TokenVerifier = self.state["verifier"]
+        try:
+            if scheme.lower() != "bearer" or not token:
+                raise Unauthenticated
+            scope["principal"] = verifier.verify(token.strip())
+        except Unauthenticated:
+            context: Context = self.state["context"]
+            await audit.append_alone(
+                context.sessions,
+                audit.AuditRecord(
+                    actor=audit.Actor(token_id=unverified_token_id(token.strip()) if token else None),
+                    action=f"{request.method} {request.url.path}",
+                    outcome="unauthenticated",
+                    at=context.clock(),
+                ),
+            )
+            response = JSONResponse(
+                {"errors": [{"message": Unauthenticated.MESSAGE, "extensions": {"code": "UNAUTHENTICATED"}}]},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="settle"'},
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 @asynccontextmanager
@@ -72,18 +120,20 @@ async def load_demo_if_empty(sessions: async_sessionmaker[AsyncSession]) -> None
         institutions = (await session.execute(select(func.count()).select_from(models.Institution))).scalar_one()
     if institutions == 0:
         log.warning("loading the demo data set into an empty development database")
-        await load_document(sessions, demo_document(), utc_now())
+        await load_document(sessions, SYSTEM, demo_document(), utc_now())
 
 
 def create_app(settings: Settings) -> Starlette:
     state: dict[str, Any] = {}
+    dev = settings.development
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with database(settings) as (engine, sessions):
             state["engine"] = engine
+            state["verifier"] = build_verifier(settings.keys_dir, settings.token_audience, development=dev)
             state["context"] = Context(
-                settings=settings, sessions=sessions, cache=VersionCache.bounded(), clock=utc_now
+                settings=settings, sessions=sessions, cache=VersionCache.bounded(), clock=utc_now, principal=SYSTEM
             )
             yield
         state.clear()
@@ -106,7 +156,11 @@ def create_app(settings: Settings) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/graphql", GraphQLEndpoint(state, development=settings.development), methods=["GET", "POST"]),
+            Route(
+                "/graphql",
+                Authenticated(GraphQLEndpoint(state, development=dev), state, development=dev),
+                methods=["GET", "POST"],
+            ),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],

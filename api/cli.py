@@ -8,6 +8,8 @@
     settle load FILE                load a document (payers, institutions, drugs, people, formulary,
                                     plans, grants; see api/services/loading.py); `-` reads stdin
     settle adjudicate FILE.json     split one scenario (SCENARIO.md) and print the result; `-` reads stdin
+    settle token --role ROLE --org ORG [--region R ...] [--grant G ...] [--ttl SECONDS]
+                                    mint a bearer token from the development issuer (keys/dev/)
 
 Exit status: 0 on success, 2 on malformed input (one line on stderr naming the field, nothing on
 stdout), 1 on other failures.
@@ -112,6 +114,7 @@ def _load(args: argparse.Namespace) -> int:
     from adjudication.scenario import loads
     from api.db.session import create_engine, create_sessionmaker
     from api.errors import ServiceError
+    from api.services.access import SYSTEM
     from api.services.loading import load_document
     from api.settings import Settings
 
@@ -125,7 +128,7 @@ def _load(args: argparse.Namespace) -> int:
     async def run() -> int:
         engine = create_engine(settings.database_url)
         try:
-            summary = await load_document(create_sessionmaker(engine), document, datetime.now(UTC))
+            summary = await load_document(create_sessionmaker(engine), SYSTEM, document, datetime.now(UTC))
         except ServiceError as error:
             print(f"settle: refused: {error.code} {error.field or ''}: {error.message}", file=sys.stderr)
             return EXIT_INPUT
@@ -135,6 +138,28 @@ def _load(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+def _token(args: argparse.Namespace) -> int:
+    from api.auth import DevIssuer, Role
+    from api.settings import Settings
+
+    settings = Settings.from_environment()
+    if not settings.development:
+        print("settle: the development issuer mints tokens in development mode only", file=sys.stderr)
+        return 1
+    issuer = DevIssuer.load_or_create(settings.keys_dir)
+    token = issuer.mint(
+        role=Role(args.role),
+        org=args.org,
+        audience=settings.token_audience,
+        subject=args.subject,
+        regions=args.region,
+        grants=args.grant,
+        ttl_seconds=args.ttl,
+    )
+    print(token)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,6 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     load = commands.add_parser("load", help="load a reference-data document")
     load.add_argument("file", help="document JSON file, or - for standard input")
     load.set_defaults(run=_load)
+    from api.auth import Role
+
+    token = commands.add_parser("token", help="mint a development bearer token")
+    token.add_argument("--role", required=True, choices=[role.value for role in Role])
+    token.add_argument("--org", required=True, help="institution or payer code, or the bureau for supervisors")
+    token.add_argument("--region", action="append", default=[], help="a region a supervisor oversees (repeatable)")
+    token.add_argument("--grant", action="append", default=[], help="an extra grant, e.g. price_audit (repeatable)")
+    token.add_argument("--subject", help="who holds the token (default: ROLE:ORG)")
+    token.add_argument("--ttl", type=int, default=8 * 3600, help="seconds until it expires (default 8 hours)")
+    token.set_defaults(run=_token)
     adjudicate = commands.add_parser("adjudicate", help="split one scenario (SCENARIO.md) and print the result")
     adjudicate.add_argument("file", help="scenario JSON file, or - for standard input")
     adjudicate.set_defaults(run=_adjudicate)

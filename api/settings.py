@@ -33,6 +33,8 @@ class Settings:
     port: int = 8000
     migrations: Path = PROJECT_ROOT / "migrations"
     key_wait_ms: int = 5_000
+    keys_dir: Path = PROJECT_ROOT / "keys"
+    token_audience: str = "settle"
 
     @property
     def development(self) -> bool:
@@ -54,4 +56,6 @@ class Settings:
             port=int(environ.get("SETTLE_PORT", "8000")),
             migrations=Path(environ.get("SETTLE_MIGRATIONS", str(PROJECT_ROOT / "migrations"))),
             key_wait_ms=int(environ.get("SETTLE_KEY_WAIT_MS", "5000")),
+            keys_dir=Path(environ.get("SETTLE_KEYS_DIR", str(PROJECT_ROOT / "keys"))),
+            token_audience=environ.get("SETTLE_TOKEN_AUDIENCE", "settle"),
         )

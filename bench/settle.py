@@ -13,10 +13,12 @@ under its own serial and checked to come back as a Settlement; checks the money 
 for comparison, runs pgbench's TPC-B on a scratch database of the same server. At the end (and on
 errors or Ctrl-C) the server is stopped and every database it created is dropped.
 
-    python bench/settle.py [--settlements 5000] [--concurrency 32] [--people 2000]
-                           [--one-person] [--no-pgbench] [--seed 7]
+    .venv/bin/python bench/settle.py [--settlements 5000] [--concurrency 32] [--warmup 200]
+                                     [--people 2000] [--one-person] [--no-pgbench] [--seed 7]
 
-The admin connection comes from TEST_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/postgres).
+The admin connection comes from TEST_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/postgres);
+the service connects to its database as that same user. The default run takes about two minutes
+on two cores.
 Prints the figures and writes them to bench/results/settle.json (settle_one_person.json with
 --one-person, where every claim is for one person and so queues on that person's rows).
 Exits 1 if any settlement did not come back as a Settlement.
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import random
@@ -40,7 +43,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -48,6 +51,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from jwt.algorithms import OKPAlgorithm
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
@@ -55,6 +61,7 @@ from api.db import models
 from api.db.migrate import upgrade
 from api.db.session import create_engine, create_sessionmaker
 from api.demo import check_digit, demo_document
+from api.services.access import SYSTEM
 from api.services.ledger import check_invariants
 from api.services.loading import load_document
 from api.settings import PROJECT_ROOT
@@ -65,6 +72,10 @@ ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1
 GRANT = "1000000000.00"
 """Prepayment per payer and institution, in yuan: far more than any run can draw."""
 READY_TIMEOUT_S = 60.0
+ISSUER = "https://idp.settle-bench.invalid"
+"""The benchmark's own token issuer; the service trusts it through SETTLE_KEYS_DIR/issuers/."""
+KEY_ID = "bench-1"
+AUDIENCE = "settle"
 COMMON_DIAGNOSES = ("C34.9", "C50.9", "C16.9", "C18.9", "C22.0", "C61", "C83.3")
 
 SETTLE = """mutation($claim: ClaimInput!) { settle(claim: $claim) { __typename
@@ -92,7 +103,7 @@ def app_url(url: str, database: str) -> str:
 
 async def admin(sql: str) -> str | None:
     """Run one statement as the admin; return the first column of its first row, if any."""
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     connection = await asyncpg.connect(asyncpg_dsn(ADMIN_URL), timeout=10)
     try:
@@ -120,7 +131,7 @@ async def prepare(url: str, document: dict[str, Any]) -> None:
     engine = create_engine(url)
     try:
         await upgrade(engine, MIGRATIONS)
-        await load_document(create_sessionmaker(engine), document, datetime.now(UTC))
+        await load_document(create_sessionmaker(engine), SYSTEM, document, datetime.now(UTC))
     finally:
         await engine.dispose()
 
@@ -148,12 +159,12 @@ def reference_document(people: int) -> dict[str, Any]:
     region = document["region"]
     union = next(payer["code"] for payer in document["payers"] if payer["kind"] == "mutual_aid")
     document["people"] = [person(index, region, union) for index in range(people)]
-    paying = [payer["code"] for payer in document["payers"] if payer["kind"] != "charity"]
+    paying = [payer["code"] for payer in document["payers"] if payer["kind"] != "charity"]  # charity gives in kind
+    institutions = [institution["code"] for institution in document["institutions"]]
     document["grants"] = [
-        {"reference": f"BENCH-{payer}-{institution['code']}", "payer": payer, "institution": institution["code"]}
-        | {"amount": GRANT}
+        {"reference": f"BENCH-{payer}-{institution}", "payer": payer, "institution": institution, "amount": GRANT}
         for payer in paying
-        for institution in document["institutions"]
+        for institution in institutions
     ]
     return document
 
@@ -243,8 +254,8 @@ def listings(document: dict[str, Any]) -> list[Listing]:
     return basic + list(commercial.values())
 
 
-def fen(yuan: str) -> int:
-    whole, _, cents = yuan.partition(".")
+def fen(amount: str) -> int:
+    whole, _, cents = amount.partition(".")
     return int(whole) * 100 + int((cents + "00")[:2])
 
 
@@ -305,6 +316,41 @@ def claim_line(drug: Listing, rng: random.Random) -> dict[str, Any]:
     return {"drug": drug.drug, "quantity": quantity, "unitPrice": yuan(price), "traceCodes": codes}
 
 
+# --- callers -----------------------------------------------------------------------------------
+
+
+def trust_new_issuer(keys_dir: Path) -> Ed25519PrivateKey:
+    """A fresh signing key whose public half the service is told to trust (keys_dir/issuers/)."""
+    key = Ed25519PrivateKey.generate()
+    public = json.loads(OKPAlgorithm.to_jwk(key.public_key())) | {"kid": KEY_ID, "alg": "EdDSA"}
+    (keys_dir / "issuers").mkdir(parents=True)
+    (keys_dir / "issuers" / "bench.json").write_text(json.dumps({"issuer": ISSUER, "keys": [public]}))
+    return key
+
+
+def cashier_tokens(document: dict[str, Any], key: Ed25519PrivateKey, ttl_s: int = 4 * 3600) -> dict[str, str]:
+    """A bearer token for the cashier of each institution (role hospital or pharmacy), by code."""
+    now = int(time.time())
+    tokens = {}
+    for institution in document["institutions"]:
+        code, role = institution["code"], institution["kind"]
+        claims = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": f"cashier-of-{code}",
+            "jti": str(uuid.uuid4()),
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl_s,
+            "role": role,
+            "org": code,
+            "regions": [],
+            "grants": [],
+        }
+        tokens[code] = jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": KEY_ID})
+    return tokens
+
+
 # --- the service -------------------------------------------------------------------------------
 
 
@@ -316,9 +362,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def service(database_url: str) -> Iterator[tuple[str, int]]:
-    """`settle serve` in production mode on a free port; yields its base URL and process id.
-    Stopped on leaving, however that happens; its log is shown if it fails to start.
+def service(database_url: str, keys_dir: Path, log: Path) -> Iterator[tuple[str, int]]:
+    """`settle serve` in production mode on a free port, trusting the issuers in `keys_dir`;
+    yields its base URL and process id. Stopped on leaving, however that happens; its log (`log`)
+    is shown if it fails to start.
     """
     port = free_port()
     environment = os.environ | {
@@ -326,24 +373,24 @@ def service(database_url: str) -> Iterator[tuple[str, int]]:
         "SETTLE_MODE": "production",
         "SETTLE_HOST": "127.0.0.1",
         "SETTLE_PORT": str(port),
+        "SETTLE_KEYS_DIR": str(keys_dir),
+        "SETTLE_TOKEN_AUDIENCE": AUDIENCE,
     }
-    with tempfile.TemporaryDirectory(prefix="settle_bench_") as scratch:
-        log = Path(scratch) / "server.log"
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "api.cli", "serve"],
-                cwd=PROJECT_ROOT,
-                env=environment,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches the benchmark only, which then stops the server
-            )
-        try:
-            base_url = f"http://127.0.0.1:{port}"
-            wait_ready(base_url, process, log)
-            yield base_url, process.pid
-        finally:
-            stop(process)
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "serve"],
+            cwd=PROJECT_ROOT,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the benchmark only, which then stops the server
+        )
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        wait_ready(base_url, process, log)
+        yield base_url, process.pid
+    finally:
+        stop(process)
 
 
 def wait_ready(base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -390,8 +437,10 @@ class Run:
         return len(self.latencies) - sum(self.failures.values())
 
 
-async def drive(base_url: str, claims: Sequence[dict[str, Any]], concurrency: int) -> Run:
-    """Settle every claim, `concurrency` calls in flight at a time; time each call and the whole."""
+async def drive(base_url: str, claims: Sequence[dict[str, Any]], tokens: Mapping[str, str], concurrency: int) -> Run:
+    """Settle every claim, `concurrency` calls in flight at a time, each as its institution's
+    cashier (`tokens` by institution code); time each call and the whole.
+    """
     run = Run()
     pending = iter(claims)  # shared by the workers: next() never awaits, so no claim goes twice
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -400,7 +449,7 @@ async def drive(base_url: str, claims: Sequence[dict[str, Any]], concurrency: in
         async def worker() -> None:
             for claim in pending:
                 started = time.perf_counter()
-                failure = await settle(client, claim)
+                failure = await settle(client, claim, tokens[claim["institution"]])
                 run.latencies.append(time.perf_counter() - started)
                 if failure is not None:
                     kind, detail = failure
@@ -413,10 +462,11 @@ async def drive(base_url: str, claims: Sequence[dict[str, Any]], concurrency: in
     return run
 
 
-async def settle(client: httpx.AsyncClient, claim: dict[str, Any]) -> tuple[str, str] | None:
+async def settle(client: httpx.AsyncClient, claim: dict[str, Any], token: str) -> tuple[str, str] | None:
     """None when the claim settled; otherwise what came back instead (a kind, and one example)."""
+    body = {"query": SETTLE, "variables": {"claim": claim}}
     try:
-        response = await client.post("/graphql", json={"query": SETTLE, "variables": {"claim": claim}})
+        response = await client.post("/graphql", json=body, headers={"authorization": f"Bearer {token}"})
     except httpx.HTTPError as error:
         return type(error).__name__, str(error)
     if response.status_code != 200:
@@ -434,7 +484,7 @@ async def settle(client: httpx.AsyncClient, claim: dict[str, Any]) -> tuple[str,
 
 def percentile(ordered: Sequence[float], rank: float) -> float:
     """Nearest-rank percentile of an ascending sequence."""
-    index = max(0, min(len(ordered) - 1, round(rank / 100 * len(ordered) + 0.5) - 1))
+    index = max(0, min(len(ordered) - 1, math.ceil(rank / 100 * len(ordered)) - 1))
     return ordered[index]
 
 
@@ -549,14 +599,17 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--pgbench-seconds", type=int, default=20)
     parser.add_argument("--pgbench-scale", type=int, default=10)
     parser.add_argument("--output", type=Path, help="results JSON (default bench/results/settle.json)")
-    return parser.parse_args()
+    arguments = parser.parse_args()
+    if min(arguments.settlements, arguments.concurrency, arguments.people) < 1 or arguments.warmup < 0:
+        parser.error("--settlements, --concurrency and --people are at least 1, --warmup at least 0")
+    return arguments
 
 
 def measure(arguments: argparse.Namespace, created: list[str], run_id: str) -> dict[str, Any]:
     database = f"settle_bench_{run_id}"
     create_database(database, created)
     url = app_url(ADMIN_URL, database)
-    document = reference_document(max(1, arguments.people))
+    document = reference_document(arguments.people)
     asyncio.run(prepare(url, document))
     people = [document["people"][0]["psn_no"]] if arguments.one_person else [p["psn_no"] for p in document["people"]]
     rng = random.Random(arguments.seed)
@@ -564,11 +617,14 @@ def measure(arguments: argparse.Namespace, created: list[str], run_id: str) -> d
     claims = make_claims(document, arguments.settlements, people, run_id, rng)
     lines = sum(len(claim["lines"]) for claim in claims)
 
-    with service(url) as (base_url, server_pid):
-        warmed = asyncio.run(drive(base_url, warmup, arguments.concurrency))
-        before = CpuSample.take(server_pid)
-        timed = asyncio.run(drive(base_url, claims, arguments.concurrency))
-        after = CpuSample.take(server_pid)
+    with tempfile.TemporaryDirectory(prefix="settle_bench_") as scratch:
+        keys_dir = Path(scratch) / "keys"
+        tokens = cashier_tokens(document, trust_new_issuer(keys_dir))
+        with service(url, keys_dir, Path(scratch) / "server.log") as (base_url, server_pid):
+            warmed = asyncio.run(drive(base_url, warmup, tokens, arguments.concurrency))
+            before = CpuSample.take(server_pid)
+            timed = asyncio.run(drive(base_url, claims, tokens, arguments.concurrency))
+            after = CpuSample.take(server_pid)
     written, violations = asyncio.run(audit(url))
 
     ordered = sorted(timed.latencies)
@@ -580,7 +636,7 @@ def measure(arguments: argparse.Namespace, created: list[str], run_id: str) -> d
         "concurrency": arguments.concurrency,
         "warmup": arguments.warmup,
         "people": len(people),
-        "lines_per_claim": round(lines / max(1, len(claims)), 2),
+        "lines_per_claim": round(lines / len(claims), 2),
         "settled": timed.ok,
         "failed": dict(failures),
         "failure_examples": {**warmed.examples, **timed.examples},
@@ -603,7 +659,11 @@ def compare_pgbench(arguments: argparse.Namespace, created: list[str], run_id: s
     create_database(database, created)
     clients, seconds, scale = arguments.concurrency, arguments.pgbench_seconds, arguments.pgbench_scale
     tps = pgbench(database, clients, seconds, scale)
-    return {"script": "tpcb-like", "scale": scale, "clients": clients, "threads": min(2, clients)} | {
+    return {
+        "script": "tpcb-like",
+        "scale": scale,
+        "clients": clients,
+        "threads": min(2, clients),
         "seconds": seconds,
         "tps": round(tps, 1),
     }
@@ -628,6 +688,7 @@ def main() -> int:
     arguments = parse_arguments()
     run_id = uuid.uuid4().hex[:8]
     created: list[str] = []
+    load_before = round(os.getloadavg()[0], 2)  # anything else running skews the figures: say so
     try:
         figures = measure(arguments, created, run_id)
         if arguments.pgbench:
@@ -635,7 +696,7 @@ def main() -> int:
             figures["settle_per_pgbench_tps"] = round(figures["settlements_per_second"] / figures["pgbench"]["tps"], 3)
     finally:
         drop_databases(created)
-    figures["machine"] = machine()
+    figures["machine"] = machine() | {"load_average_before": load_before}
     figures["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     report(figures)
     default = "settle_one_person.json" if arguments.one_person else "settle.json"

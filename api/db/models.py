@@ -245,6 +245,7 @@ class Settlement(Base):
 
     id: Mapped[uuid.UUID] = _id()
     institution_code: Mapped[str] = mapped_column(Code)
+    region: Mapped[str] = mapped_column(String(16), index=True)
     serial: Mapped[str] = mapped_column(String(100))
     request_hash: Mapped[str] = mapped_column(String(64))
     person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("people.id"))
@@ -394,3 +395,27 @@ class LedgerEntry(Base):
     amount_fen: Mapped[int] = mapped_column(Money)
     code: Mapped[str] = mapped_column(String(32))
     posted_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class AuditEntry(Base):
+    """Who did what, when, with which token: every write, and every denied attempt.
+
+    `outcome` is `allowed` (a write that happened, recorded in its own transaction), `denied`
+    (refused by authorization) or `unauthenticated` (no valid token; the token id it claimed, if
+    any, is recorded as claimed, not as verified).
+    """
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[uuid.UUID] = _id()
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    token_id: Mapped[str | None] = mapped_column(String(100))
+    subject: Mapped[str | None] = mapped_column(String(200))
+    role: Mapped[str | None] = mapped_column(String(16))
+    org: Mapped[str | None] = mapped_column(Code)
+    action: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str | None] = mapped_column(String(200))
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (CheckConstraint("outcome IN ('allowed', 'denied', 'unauthenticated')", name="outcome"),)

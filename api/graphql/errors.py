@@ -28,6 +28,11 @@ class InvalidInput(Error):
     pass
 
 
+@strawberry.type(description="Your role may not do this; nothing was written and the attempt was audited.")
+class Forbidden(Error):
+    pass
+
+
 @strawberry.type(description="The request names something that is not on record (or not visible to you).")
 class NotFound(Error):
     pass
@@ -67,6 +72,7 @@ _TYPES: dict[DomainErrorCode, type[Error]] = {
     DomainErrorCode.IN_PROGRESS: InProgress,
     DomainErrorCode.ALREADY_REVERSED: AlreadyReversed,
     DomainErrorCode.VERSION_CONFLICT: VersionConflict,
+    DomainErrorCode.FORBIDDEN: Forbidden,
 }
 
 

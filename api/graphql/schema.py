@@ -8,12 +8,13 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
 from api.graphql.admin.mutations import AdminMutations
+from api.graphql.admin.queries import CatalogueQueries
 from api.graphql.people.queries import PeopleQueries
 from api.graphql.scalars import SCALARS
 from api.graphql.settlements.mutations import SettlementMutations
 from api.graphql.settlements.queries import SettlementQueries
 
-Query = merge_types("Query", (SettlementQueries, PeopleQueries))
+Query = merge_types("Query", (SettlementQueries, PeopleQueries, CatalogueQueries))
 Mutation = merge_types("Mutation", (SettlementMutations, AdminMutations))
 
 CACHE_SIZE = 256

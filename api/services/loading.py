@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -41,11 +41,12 @@ from adjudication.scenario import (
     read_plans,
     read_yuan,
 )
+from api.auth import Principal
 from api.db import models
 from api.db.statements import insert_missing, upsert
 from api.errors import ServiceError
 from api.ids import uuid7
-from api.services import ledger
+from api.services import access, audit, ledger
 
 PAYER_KINDS = ("fund", "insurer", "mutual_aid", "charity")
 
@@ -182,8 +183,13 @@ def _grants(value: object) -> list[dict[str, Any]]:
     return rows
 
 
-async def load_document(sessions: async_sessionmaker[AsyncSession], document: object, now: datetime) -> LoadSummary:
-    """Check the whole document, then write it in one transaction."""
+async def load_document(
+    sessions: async_sessionmaker[AsyncSession], principal: Principal, document: object, now: datetime
+) -> LoadSummary:
+    """Check the whole document, then write it in one transaction (the administrator's only)."""
+    if not access.may_administer(principal):
+        error = ServiceError(ErrorCode.FORBIDDEN, "only an administrator loads reference data", "document")
+        await audit.refuse(sessions, principal, "loadDocument", error, now)
     try:
         reader = Reader(document, "")
         payers = _payers(reader.optional("payers") or [])
@@ -223,17 +229,23 @@ async def load_document(sessions: async_sessionmaker[AsyncSession], document: ob
             new = await _plan_version(session, region, effective_from, index, definition, plan, now)
             written["plans" if new else "unchanged"] += 1
         granted = await _grant(session, grants, now)
+        summary = LoadSummary(
+            payers=len(payers),
+            institutions=len(institutions),
+            drugs=len(drugs),
+            people=len(people),
+            formulary_versions=written["formulary"],
+            plan_versions=written["plans"],
+            grants=granted,
+            unchanged_versions=written["unchanged"],
+        )
+        target = f"region:{region}@{effective_from}" if region else None
+        await audit.append(
+            session,
+            audit.AuditRecord(audit.Actor.of(principal), "loadDocument", "allowed", now, target, asdict(summary)),
+        )
         await session.commit()
-    return LoadSummary(
-        payers=len(payers),
-        institutions=len(institutions),
-        drugs=len(drugs),
-        people=len(people),
-        formulary_versions=written["formulary"],
-        plan_versions=written["plans"],
-        grants=granted,
-        unchanged_versions=written["unchanged"],
-    )
+    return summary
 
 
 def _check_references(formulary: Formulary, payers: set[str], drugs: set[str]) -> None:

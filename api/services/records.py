@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -18,8 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adjudication import Adjudication, Part
+from api.auth import Principal
 from api.db import models
 from api.ids import uuid7
+from api.services import access
 
 Row = dict[str, Any]
 
@@ -80,6 +82,14 @@ class LineView:
 
 
 @dataclass(frozen=True, slots=True)
+class RebateView:
+    line: int
+    drug: str
+    insurer: str
+    amount_fen: int
+
+
+@dataclass(frozen=True, slots=True)
 class SettlementView:
     """A settlement slip: the claim's identity, its status and its explanation of benefits."""
 
@@ -103,6 +113,8 @@ class SettlementView:
     patient_fen: int
     funds: tuple[FundShareView, ...]
     lines: tuple[LineView, ...]
+    rebates: tuple[RebateView, ...] = ()
+    """Only those the caller may see (see access.rebates); a fresh settlement shows none."""
 
 
 def _reasons(stored: Iterable[Mapping[str, str]]) -> tuple[ReasonView, ...]:
@@ -272,8 +284,10 @@ def rows_for(
     return rows
 
 
-async def read_settlements(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, SettlementView]:
-    """Stored settlements by id, children loaded in one query per table (no N+1)."""
+async def read_settlements(
+    session: AsyncSession, principal: Principal, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, SettlementView]:
+    """Stored settlements by id that `principal` may see, children loaded one query per table."""
     if not ids:
         return {}
     settlements = models.Settlement.__table__
@@ -299,4 +313,19 @@ async def read_settlements(session: AsyncSession, ids: Sequence[uuid.UUID]) -> d
     for table, attribute in children:
         for child in (await session.execute(select(table).where(table.c.settlement_id.in_(rows)))).mappings():
             getattr(rows[child["settlement_id"]], attribute).append(dict(child))
-    return {settlement_id: view(record, person[settlement_id]) for settlement_id, record in rows.items()}
+    rebates = models.SettlementRebate.__table__
+    shown: dict[uuid.UUID, list[RebateView]] = defaultdict(list)
+    for rebate in (
+        await session.execute(
+            select(rebates)
+            .where(rebates.c.settlement_id.in_(rows), access.rebates(principal))
+            .order_by(rebates.c.line_index)
+        )
+    ).mappings():
+        shown[rebate["settlement_id"]].append(
+            RebateView(rebate["line_index"], rebate["drug_code"], rebate["insurer_code"], rebate["amount_fen"])
+        )
+    return {
+        settlement_id: replace(view(record, person[settlement_id]), rebates=tuple(shown[settlement_id]))
+        for settlement_id, record in rows.items()
+    }

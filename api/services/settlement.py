@@ -22,11 +22,12 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adjudication import Accumulator, Adjudication, ErrorCode, InputError, ReasonCode, adjudicate
+from api.auth import INSTITUTION_ROLES, Principal
 from api.db import models
 from api.db.statements import LockTimeout, advisory_key, insert_missing, lock_key
 from api.errors import ServiceError
 from api.ids import uuid7
-from api.services import ledger
+from api.services import access, audit, ledger
 from api.services.facts import Facts, VersionCache, load_facts
 from api.services.records import Row, SettlementRows, SettlementView, read_settlements, rows_for, view
 from api.services.requests import ClaimRequest
@@ -55,12 +56,38 @@ class Reversal:
     settlement: SettlementView | None
     voided_serial: bool
     later_settlements: tuple[SettlementView, ...]
+    later_elsewhere: int
+    """Later settlements at institutions the caller may not see: counted, not shown."""
+
+
+async def authorize_claims(
+    sessions: async_sessionmaker[AsyncSession],
+    principal: Principal,
+    action: str,
+    institution: str | None,
+    now: datetime,
+    field: str,
+) -> None:
+    """Only a hospital or pharmacy writes claims, and only its own: another institution's
+    reads as not found. Denials are audited.
+    """
+    if principal.role not in INSTITUTION_ROLES:
+        error = ServiceError(ErrorCode.FORBIDDEN, f"a {principal.role} does not settle or reverse claims", field)
+        await audit.refuse(sessions, principal, action, error, now, institution)
+    if institution is not None and institution != principal.org:
+        error = ServiceError(ErrorCode.NOT_FOUND, f"no institution {institution}", field)
+        await audit.refuse(sessions, principal, action, error, now, institution)
 
 
 async def pre_settle(
-    sessions: async_sessionmaker[AsyncSession], request: ClaimRequest, cache: VersionCache, now: datetime
+    sessions: async_sessionmaker[AsyncSession],
+    principal: Principal,
+    request: ClaimRequest,
+    cache: VersionCache,
+    now: datetime,
 ) -> SettlementView:
     """The full split as it would settle now, pool draws included; nothing is written."""
+    await authorize_claims(sessions, principal, "preSettle", request.institution, now, "claim.institution")
     async with sessions() as session:  # never committed: closing the session rolls back
         decision = await _decide(session, request, cache, now, lock=False)
     return view(decision.rows, request.person)
@@ -68,6 +95,7 @@ async def pre_settle(
 
 async def settle(
     sessions: async_sessionmaker[AsyncSession],
+    principal: Principal,
     request: ClaimRequest,
     cache: VersionCache,
     now: datetime,
@@ -77,14 +105,26 @@ async def settle(
     writes nothing; with another body it is refused (IDEMPOTENCY_CONFLICT). A copy that arrives
     while the first is in flight waits up to `key_wait_ms` for it, then answers IN_PROGRESS.
     """
+    await authorize_claims(sessions, principal, "settle", request.institution, now, "claim.institution")
     digest = request.digest()
     async with sessions() as session:  # any refusal leaves by an exception: nothing is committed
         await _lock_serial(session, request.institution, request.serial, key_wait_ms)
-        existing = await _existing(session, request, digest)
+        existing = await _existing(session, principal, request, digest)
         if existing is not None:
             return existing
         decision = await _decide(session, request, cache, now, lock=True)
         await _write(session, request, decision, now)
+        await audit.append(
+            session,
+            audit.AuditRecord(
+                audit.Actor.of(principal),
+                "settle",
+                "allowed",
+                now,
+                f"settlement:{decision.rows.settlement['id']}",
+                {"institution": request.institution, "serial": request.serial},
+            ),
+        )
         await session.commit()
     return view(decision.rows, request.person)
 
@@ -100,7 +140,9 @@ async def _lock_serial(session: AsyncSession, institution: str, serial: str, wai
         ) from None
 
 
-async def _existing(session: AsyncSession, request: ClaimRequest, digest: str) -> SettlementView | None:
+async def _existing(
+    session: AsyncSession, principal: Principal, request: ClaimRequest, digest: str
+) -> SettlementView | None:
     settlements = models.Settlement.__table__
     row = (
         await session.execute(
@@ -132,7 +174,7 @@ async def _existing(session: AsyncSession, request: ClaimRequest, digest: str) -
             "claim.serial",
             {"settlementId": str(row.id)},
         )
-    return (await read_settlements(session, [row.id]))[row.id]
+    return (await read_settlements(session, principal, [row.id]))[row.id]
 
 
 async def _decide(
@@ -182,6 +224,7 @@ async def _decide(
     settlement: Row = {
         "id": uuid7(),
         "institution_code": request.institution,
+        "region": facts.institution.region,
         "serial": request.serial,
         "request_hash": request.digest(),
         "person_id": facts.person_id,
@@ -350,20 +393,31 @@ class ReversalTarget:
 
 
 async def reverse(
-    sessions: async_sessionmaker[AsyncSession], target: ReversalTarget, reason: str, now: datetime, key_wait_ms: int
+    sessions: async_sessionmaker[AsyncSession],
+    principal: Principal,
+    target: ReversalTarget,
+    reason: str,
+    now: datetime,
+    key_wait_ms: int,
 ) -> Reversal:
     """Reverse a settlement in full: opposite ledger entries, pool draws returned, exactly what it
     added to the accumulators and units subtracted. Later settlements are listed, not re-adjudicated.
     """
+    await authorize_claims(sessions, principal, "reverseSettlement", target.institution, now, "input.institution")
     if not reason.strip():
         raise ServiceError(ErrorCode.MISSING_FIELD, "a reversal states its reason", "input.reason")
     settlements = models.Settlement.__table__
+    actor = audit.Actor.of(principal)
     async with sessions() as session:
         if target.settlement_id is not None:
-            where = settlements.c.id == target.settlement_id
+            where = (settlements.c.id == target.settlement_id) & access.settlements(principal)
         elif target.institution and target.serial:
             await _lock_serial(session, target.institution, target.serial, key_wait_ms)
-            where = (settlements.c.institution_code == target.institution) & (settlements.c.serial == target.serial)
+            where = (
+                (settlements.c.institution_code == target.institution)
+                & (settlements.c.serial == target.serial)
+                & access.settlements(principal)
+            )
         else:
             raise ServiceError(
                 ErrorCode.MISSING_FIELD, "name the settlement by id, or by institution and serial", "input"
@@ -374,8 +428,19 @@ async def reverse(
                 raise ServiceError(ErrorCode.NOT_FOUND, f"no settlement {target.settlement_id}", "input.id")
             assert target.institution is not None and target.serial is not None
             await _void_serial(session, target.institution, target.serial, reason, now)
+            await audit.append(
+                session,
+                audit.AuditRecord(
+                    actor,
+                    "reverseSettlement",
+                    "allowed",
+                    now,
+                    f"serial:{target.institution}/{target.serial}",
+                    {"voided": True, "reason": reason.strip()},
+                ),
+            )
             await session.commit()
-            return Reversal(None, True, ())
+            return Reversal(None, True, (), 0)
         settlement = dict(found)
         if settlement["status"] == "reversed":
             raise ServiceError(
@@ -390,29 +455,29 @@ async def reverse(
             .where(settlements.c.id == settlement["id"])
             .values(status="reversed", reversed_at=now, reversal_reason=reason.strip())
         )
-        later_ids = (
-            (
-                await session.execute(
-                    select(settlements.c.id)
-                    .where(
-                        settlements.c.person_id == settlement["person_id"],
-                        settlements.c.year == settlement["year"],
-                        settlements.c.status == "settled",
-                        (settlements.c.settled_at > settlement["settled_at"])
-                        | (
-                            (settlements.c.settled_at == settlement["settled_at"])
-                            & (settlements.c.id > settlement["id"])
-                        ),
-                    )
-                    .order_by(settlements.c.settled_at, settlements.c.id)
-                )
-            )
-            .scalars()
-            .all()
+        await audit.append(
+            session,
+            audit.AuditRecord(
+                actor, "reverseSettlement", "allowed", now, f"settlement:{settlement['id']}", {"reason": reason.strip()}
+            ),
         )
-        shown = await read_settlements(session, [settlement["id"], *later_ids])
+        later = (
+            await session.execute(
+                select(settlements.c.id, access.settlements(principal).label("visible"))
+                .where(
+                    settlements.c.person_id == settlement["person_id"],
+                    settlements.c.year == settlement["year"],
+                    settlements.c.status == "settled",
+                    (settlements.c.settled_at > settlement["settled_at"])
+                    | ((settlements.c.settled_at == settlement["settled_at"]) & (settlements.c.id > settlement["id"])),
+                )
+                .order_by(settlements.c.settled_at, settlements.c.id)
+            )
+        ).all()
+        later_ids = [row.id for row in later if row.visible]
+        shown = await read_settlements(session, principal, [settlement["id"], *later_ids])
         await session.commit()
-    return Reversal(shown[settlement["id"]], False, tuple(shown[i] for i in later_ids))
+    return Reversal(shown[settlement["id"]], False, tuple(shown[i] for i in later_ids), len(later) - len(later_ids))
 
 
 async def _void_serial(session: AsyncSession, institution: str, serial: str, reason: str, now: datetime) -> None:

@@ -16,6 +16,7 @@ from api.db.session import create_engine, create_sessionmaker
 from api.services.ledger import check_invariants
 from api.settings import Mode, Settings
 from tests.api.documents import REFERENCE_DATA
+from tests.api.tokens import Tokens
 from tests.conftest import BACKENDS, Databases
 
 
@@ -34,14 +35,28 @@ KEY_WAIT_MS = 300
 
 
 class Service:
-    """A client of the service: GraphQL over HTTP, plus a look at the database's invariants."""
+    """A client of the service acting as one caller: GraphQL over HTTP with its bearer token,
+    plus a look at the database's invariants. `as_(token)` is the same service, another caller.
+    """
 
-    def __init__(self, client: httpx.AsyncClient, database_url: str) -> None:
+    def __init__(self, client: httpx.AsyncClient, database_url: str, tokens: Tokens, token: str) -> None:
         self.client = client
         self.database_url = database_url
+        self.tokens = tokens
+        self.token = token
+
+    def as_(self, token: str) -> Service:
+        return Service(self.client, self.database_url, self.tokens, token)
+
+    async def post(self, query: str, variables: dict[str, Any] | None = None) -> httpx.Response:
+        return await self.client.post(
+            "/graphql",
+            json={"query": query, "variables": variables or {}},
+            headers={"authorization": f"Bearer {self.token}"},
+        )
 
     async def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        response = await self.client.post("/graphql", json={"query": query, "variables": variables or {}})
+        response = await self.post(query, variables)
         assert response.status_code == 200, response.text
         body = response.json()
         assert "errors" not in body, body["errors"]
@@ -49,7 +64,7 @@ class Service:
         return data
 
     async def load(self, document: dict[str, Any]) -> dict[str, Any]:
-        data = await self.graphql(
+        data = await self.as_(self.tokens.admin).graphql(
             "mutation($d: JSON!) { loadDocument(document: $d) { __typename "
             "... on LoadSummary { planVersions formularyVersions grants unchangedVersions } "
             "... on Error { code field message } } }",
@@ -77,13 +92,25 @@ async def database_url(databases: Databases, backend: str) -> str:
     return await databases.fresh(backend)
 
 
+def settings_for(database_url: str, tokens: Tokens, mode: Mode = Mode.DEVELOPMENT) -> Settings:
+    return Settings(
+        database_url=database_url, mode=mode, demo_data=False, key_wait_ms=KEY_WAIT_MS, keys_dir=tokens.keys_dir
+    )
+
+
 @pytest.fixture
-async def service(database_url: str) -> AsyncIterator[Service]:
-    """The app with the tests' reference data loaded; after the test, every money invariant holds."""
-    settings = Settings(database_url=database_url, mode=Mode.DEVELOPMENT, demo_data=False, key_wait_ms=KEY_WAIT_MS)
-    async with running(create_app(settings)) as client:
-        subject = Service(client, database_url)
+async def service(database_url: str, tokens: Tokens) -> AsyncIterator[Service]:
+    """The app with the tests' reference data loaded, called by the level-3 hospital's cashier;
+    after the test, every money invariant holds.
+    """
+    async with running(create_app(settings_for(database_url, tokens))) as client:
+        subject = Service(client, database_url, tokens, tokens.hospital)
         loaded = await subject.load(copy.deepcopy(REFERENCE_DATA))
         assert loaded["__typename"] == "LoadSummary", loaded
         yield subject
     assert await subject.violations() == []
+
+
+@pytest.fixture(scope="session")
+def tokens(tmp_path_factory: pytest.TempPathFactory) -> Tokens:
+    return Tokens.create(tmp_path_factory.mktemp("keys"))

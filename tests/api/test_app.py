@@ -7,40 +7,44 @@ import sys
 from pathlib import Path
 
 from api.app import create_app
+from api.auth import DevIssuer, Role
+from api.db.migrate import head_revision
 from api.demo import DEMO_DRUG, DEMO_DRUG_PRICE, DEMO_HOSPITAL, DEMO_PERSON
 from api.settings import PROJECT_ROOT, Mode, Settings
-from tests.api.conftest import running
+from tests.api.conftest import running, settings_for
 from tests.api.documents import SETTLE
+from tests.api.tokens import Tokens
 from tests.conftest import Databases
 
 
-async def test_health_and_readiness(databases: Databases) -> None:
+async def test_health_and_readiness(databases: Databases, tokens: Tokens) -> None:
     url = await databases.fresh("sqlite")
-    app = create_app(Settings(database_url=url, mode=Mode.PRODUCTION, demo_data=False))
+    app = create_app(settings_for(url, tokens, Mode.PRODUCTION))
     async with running(app) as client:
         assert (await client.get("/healthz")).json() == {"status": "ok"}
         ready = await client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
 
 
-async def test_readiness_fails_while_migrations_are_pending(tmp_path: Path) -> None:
+async def test_readiness_fails_while_migrations_are_pending(tmp_path: Path, tokens: Tokens) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'behind.sqlite3'}"
-    app = create_app(Settings(database_url=url, mode=Mode.PRODUCTION, demo_data=False))
+    app = create_app(settings_for(url, tokens, Mode.PRODUCTION))
     async with running(app) as client:
         ready = await client.get("/readyz")
     assert ready.status_code == 503 and ready.json()["status"] == "migrations pending"
 
 
-async def test_graphiql_is_served_in_development_only(databases: Databases) -> None:
+async def test_graphiql_is_served_in_development_only(databases: Databases, tokens: Tokens) -> None:
     for mode, expected in ((Mode.DEVELOPMENT, True), (Mode.PRODUCTION, False)):
-        app = create_app(Settings(database_url=await databases.fresh("sqlite"), mode=mode, demo_data=False))
+        app = create_app(settings_for(await databases.fresh("sqlite"), tokens, mode))
         async with running(app) as client:
             page = await client.get("/graphql", headers={"accept": "text/html"})
         assert ("graphiql" in page.text.lower()) is expected, (mode, page.status_code)
 
 
 async def test_with_no_configuration_the_service_starts_with_the_demo_data(tmp_path: Path) -> None:
-    app = create_app(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'demo.sqlite3'}"))
+    keys = tmp_path / "keys"
+    app = create_app(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'demo.sqlite3'}", keys_dir=keys))
     claim = {
         "institution": DEMO_HOSPITAL,
         "serial": "DEMO-1",
@@ -51,9 +55,11 @@ async def test_with_no_configuration_the_service_starts_with_the_demo_data(tmp_p
         "lines": [{"drug": DEMO_DRUG, "quantity": 2, "unitPrice": DEMO_DRUG_PRICE}],
     }
     async with running(app) as client:
-        response = await client.post("/graphql", json={"query": SETTLE, "variables": {"claim": claim}})
+        token = DevIssuer.load_or_create(keys).mint(role=Role.HOSPITAL, org=DEMO_HOSPITAL, audience="settle")
+        cashier = {"authorization": f"Bearer {token}"}
+        response = await client.post("/graphql", json={"query": SETTLE, "variables": {"claim": claim}}, headers=cashier)
         people = await client.post(
-            "/graphql", json={"query": '{ person(psnNo: "3101000000000100") { insuranceType } }'}
+            "/graphql", json={"query": '{ person(psnNo: "3101000000000100") { insuranceType } }'}, headers=cashier
         )
     settled = response.json()["data"]["settle"]
     assert settled["__typename"] == "Settlement", settled
@@ -84,7 +90,8 @@ def test_settle_db_and_settle_load_work_from_the_command_line(tmp_path: Path) ->
     loaded = settle("load", str(document))
     refused = settle("load", "-")  # empty stdin is not a document
 
-    assert upgraded.returncode == 0 and upgraded.stdout.strip() == "0001", upgraded.stderr
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert upgraded.stdout.strip() == head_revision(PROJECT_ROOT / "migrations")
     assert loaded.returncode == 0 and '"payers": 1' in loaded.stdout, loaded.stderr
     assert refused.returncode == 2 and refused.stdout == ""
     assert settle("db", "downgrade", "base").stdout.strip() == "base"

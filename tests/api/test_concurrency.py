@@ -16,8 +16,8 @@ import pytest
 import uvicorn
 
 from api.app import create_app
-from api.settings import Mode, Settings
-from tests.api.conftest import Service
+from api.settings import Mode
+from tests.api.conftest import Service, settings_for
 from tests.api.documents import GENERIC_A, HOSPITAL, MEMBER, POOLS, SETTLE, claim
 
 CAPPED_PLAN = {
@@ -37,6 +37,10 @@ CAPPED_PLAN = {
 }
 
 
+def cashier(service: Service) -> dict[str, str]:
+    return {"authorization": f"Bearer {service.token}"}
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -48,7 +52,7 @@ def free_port() -> int:
 async def live(service: Service) -> AsyncIterator[str]:
     """A uvicorn server over the service's database; yields its base URL."""
     port = free_port()
-    app = create_app(Settings(database_url=service.database_url, mode=Mode.PRODUCTION, demo_data=False))
+    app = create_app(settings_for(service.database_url, service.tokens, Mode.PRODUCTION))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     serving = asyncio.create_task(server.serve())
     while not server.started:
@@ -64,6 +68,7 @@ async def live(service: Service) -> AsyncIterator[str]:
 
 async def settle_over_http(client: httpx.AsyncClient, variables: dict[str, Any]) -> dict[str, Any]:
     response = await client.post("/graphql", json={"query": SETTLE, "variables": {"claim": variables}})
+    assert response.status_code == 200, response.text
     assert response.status_code == 200, response.text
     body = response.json()
     assert "errors" not in body, body
@@ -87,7 +92,7 @@ def fen(yuan: str) -> int:
 async def test_fifty_concurrent_settlements_for_one_patient_respect_pools_and_caps(service: Service, live: str) -> None:
     assert (await service.load(CAPPED_PLAN))["planVersions"] == 1
 
-    async with httpx.AsyncClient(base_url=live, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=live, timeout=60, headers=cashier(service)) as client:
         results = await asyncio.gather(*(settle_over_http(client, generic_claim(f"C-{n:02d}")) for n in range(50)))
 
     assert [result["__typename"] for result in results] == ["Settlement"] * 50
@@ -119,7 +124,7 @@ async def test_fifty_concurrent_settlements_for_one_patient_respect_pools_and_ca
 
 
 async def test_concurrent_copies_of_one_request_settle_once(service: Service, live: str) -> None:
-    async with httpx.AsyncClient(base_url=live, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=live, timeout=60, headers=cashier(service)) as client:
         copies = await asyncio.gather(*(settle_over_http(client, generic_claim("SAME")) for _ in range(20)))
         different = generic_claim("SAME")
         different["lines"][0]["quantity"] = 21

@@ -31,8 +31,12 @@ async def settle(service: Service, variables: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def supervisor(service: Service) -> Service:
+    return service.as_(service.tokens.supervisor())
+
+
 async def serials(service: Service, filter: dict[str, Any] | None = None, first: int = 50) -> list[str]:
-    data = await service.graphql(PAGE, {"first": first, "filter": filter})
+    data = await supervisor(service).graphql(PAGE, {"first": first, "filter": filter})
     return [edge["node"]["serial"] for edge in data["settlements"]["edges"]]
 
 
@@ -41,7 +45,7 @@ async def seed(service: Service) -> None:
     await settle(service, claim("A-1", person=EMPLOYEE, service_date="2026-02-01"))
     await settle(service, claim("A-2", person=RESIDENT, service_date="2026-03-01"))
     await settle(
-        service,
+        service.as_(service.tokens.mint("hospital", SMALL_HOSPITAL)),
         claim(
             "A-3",
             person=EMPLOYEE,
@@ -64,9 +68,10 @@ async def seed(service: Service) -> None:
 async def test_settlements_page_newest_first_with_stable_cursors(service: Service) -> None:
     await seed(service)
 
-    first = (await service.graphql(PAGE, {"first": 2}))["settlements"]
-    second = (await service.graphql(PAGE, {"first": 2, "after": first["pageInfo"]["endCursor"]}))["settlements"]
-    third = (await service.graphql(PAGE, {"first": 2, "after": second["pageInfo"]["endCursor"]}))["settlements"]
+    reader = supervisor(service)
+    first = (await reader.graphql(PAGE, {"first": 2}))["settlements"]
+    second = (await reader.graphql(PAGE, {"first": 2, "after": first["pageInfo"]["endCursor"]}))["settlements"]
+    third = (await reader.graphql(PAGE, {"first": 2, "after": second["pageInfo"]["endCursor"]}))["settlements"]
 
     pages = [[edge["node"]["serial"] for edge in page["edges"]] for page in (first, second, third)]
     assert pages == [["A-5", "A-4"], ["A-3", "A-2"], ["A-1"]]
@@ -88,7 +93,7 @@ async def test_settlements_filter_by_institution_payer_dates_drug_and_status(ser
 
 
 async def test_a_cursor_the_service_did_not_give_is_refused(service: Service) -> None:
-    response = await service.client.post("/graphql", json={"query": PAGE, "variables": {"first": 2, "after": "bogus"}})
+    response = await service.post(PAGE, {"first": 2, "after": "bogus"})
     assert "not a cursor" in response.json()["errors"][0]["message"]
 
 
@@ -160,8 +165,9 @@ async def test_a_grant_raises_the_pool_and_is_idempotent_by_reference(service: S
     grant = """mutation { grantPrepayment(reference: "G-EXTRA", payer: "INS-A", institution: "H310003",
       amount: "2500.00") { __typename ... on PrepaymentPool { granted balance } ... on Error { code field } } }"""
 
-    first = (await service.graphql(grant))["grantPrepayment"]
-    again = (await service.graphql(grant))["grantPrepayment"]
+    admin = service.as_(service.tokens.admin)
+    first = (await admin.graphql(grant))["grantPrepayment"]
+    again = (await admin.graphql(grant))["grantPrepayment"]
 
     assert first == {"__typename": "PrepaymentPool", "granted": "3500.00", "balance": "3500.00"}
     assert again == first

@@ -8,23 +8,26 @@ from strawberry.scalars import JSON
 from api.errors import ServiceError
 from api.graphql.admin.types import LoadSummary
 from api.graphql.context import Info
-from api.graphql.errors import InvalidInput, NotFound, VersionConflict, error_from
+from api.graphql.errors import Forbidden, InvalidInput, NotFound, VersionConflict, error_from
 from api.graphql.people.types import PrepaymentPool, pool_type
 from api.services import loading, queries
 
-LoadResult = Annotated[LoadSummary | InvalidInput | NotFound | VersionConflict, strawberry.union("LoadResult")]
-GrantResult = Annotated[PrepaymentPool | InvalidInput | NotFound, strawberry.union("GrantResult")]
+LoadResult = Annotated[
+    LoadSummary | InvalidInput | NotFound | VersionConflict | Forbidden, strawberry.union("LoadResult")
+]
+GrantResult = Annotated[PrepaymentPool | InvalidInput | NotFound | Forbidden, strawberry.union("GrantResult")]
 
 
 @strawberry.type
 class AdminMutations:
     @strawberry.mutation(
         description="Load reference data (the document of `settle load`): payers, institutions, drugs, people, "
-        "a formulary and plans with their effective date, prepayment grants."
+        "a formulary and plans with their effective date, prepayment grants. Administrators only."
     )
     async def load_document(self, info: Info, document: JSON) -> LoadResult:
+        context = info.context
         try:
-            summary = await loading.load_document(info.context.sessions, document, info.context.clock())
+            summary = await loading.load_document(context.sessions, context.principal, document, context.clock())
         except ServiceError as error:
             return error_from(error)
         return LoadSummary(**{name: getattr(summary, name) for name in LoadSummary.__annotations__})
@@ -33,11 +36,12 @@ class AdminMutations:
     async def grant_prepayment(
         self, info: Info, reference: str, payer: str, institution: str, amount: str, note: str = ""
     ) -> GrantResult:
+        context = info.context
         grant = {"reference": reference, "payer": payer, "institution": institution, "amount": amount}
         document = {"grants": [grant | ({"note": note} if note else {})]}
         try:
-            await loading.load_document(info.context.sessions, document, info.context.clock())
+            await loading.load_document(context.sessions, context.principal, document, context.clock())
         except ServiceError as error:
             return error_from(error)
-        pools = await queries.pools(info.context.sessions, institution)
+        pools = await queries.pools(context.sessions, context.principal, institution)
         return next(pool_type(pool) for pool in pools if pool["payer_code"] == payer)

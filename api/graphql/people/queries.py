@@ -1,13 +1,15 @@
-"""A person's accumulators and units; an institution and its prepayment pools."""
+"""A person and their accumulators; an institution and its prepayment pools."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import strawberry
 
 from api.graphql.context import Info
 from api.graphql.people.types import AccumulatorEntry, PrepaymentPool, UnitsReceived, pool_type
+from api.graphql.permissions import MayReadIdNumber, MayReadName, PeopleReaders
 from api.services import queries
 
 
@@ -18,7 +20,15 @@ class Person:
     region: str
     memberships: list[str]
     flags: list[str]
-    _id: strawberry.Private[uuid.UUID]
+    _row: strawberry.Private[dict[str, Any]]
+
+    @strawberry.field(description="The person's name (personal data).", permission_classes=[MayReadName])
+    def name(self) -> str | None:
+        return str(self._row["name"])
+
+    @strawberry.field(description="The national ID number (personal data).", permission_classes=[MayReadIdNumber])
+    def id_number(self) -> str | None:
+        return str(self._row["id_number"])
 
     @strawberry.field(description="This person's accumulators in a plan year (calendar year, Asia/Shanghai).")
     async def accumulators(self, info: Info, year: int) -> list[AccumulatorEntry]:
@@ -40,6 +50,11 @@ class Person:
         rows = await queries.units_received(info.context.sessions, self._id, year)
         return [UnitsReceived(drug=row["drug_code"], year=row["year"], units=row["units"]) for row in rows]
 
+    @property
+    def _id(self) -> uuid.UUID:
+        value: uuid.UUID = self._row["id"]
+        return value
+
 
 @strawberry.type
 class Institution:
@@ -49,30 +64,33 @@ class Institution:
     level: int
     region: str
 
-    @strawberry.field(description="The prepayment pools of every payer at this institution.")
+    @strawberry.field(description="The prepayment pools at this institution that you may see.")
     async def prepayment_pools(self, info: Info) -> list[PrepaymentPool]:
-        return [pool_type(row) for row in await queries.pools(info.context.sessions, self.code)]
+        rows = await queries.pools(info.context.sessions, info.context.principal, self.code)
+        return [pool_type(row) for row in rows]
 
 
 @strawberry.type
 class PeopleQueries:
-    @strawberry.field(description="An insured person by insurance number (人员编号).")
+    @strawberry.field(
+        description="An insured person by insurance number (人员编号).", permission_classes=[PeopleReaders]
+    )
     async def person(self, info: Info, psn_no: str) -> Person | None:
-        found = await queries.person(info.context.sessions, psn_no)
-        if found is None:
+        row = await queries.person(info.context.sessions, info.context.principal, psn_no)
+        if row is None:
             return None
         return Person(
-            psn_no=found.psn_no,
-            insurance_type=found.insurance_type,
-            region=found.region,
-            memberships=list(found.memberships),
-            flags=list(found.flags),
-            _id=found.id,
+            psn_no=row["psn_no"],
+            insurance_type=row["insurance_type"],
+            region=row["region"],
+            memberships=list(row["memberships"]),
+            flags=list(row["flags"]),
+            _row=row,
         )
 
-    @strawberry.field
+    @strawberry.field(description="A designated institution.")
     async def institution(self, info: Info, code: str) -> Institution | None:
-        row = await queries.institution(info.context.sessions, code)
+        row = await queries.institution(info.context.sessions, info.context.principal, code)
         if row is None:
             return None
         return Institution(

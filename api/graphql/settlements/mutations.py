@@ -90,7 +90,7 @@ class SettlementMutations:
         context = info.context
         try:
             view = await settlement_service.pre_settle(
-                context.sessions, _request(claim), context.cache, context.clock()
+                context.sessions, context.principal, _request(claim), context.cache, context.clock()
             )
         except ServiceError as error:
             return error_from(error)
@@ -101,7 +101,12 @@ class SettlementMutations:
         context = info.context
         try:
             view = await settlement_service.settle(
-                context.sessions, _request(claim), context.cache, context.clock(), context.settings.key_wait_ms
+                context.sessions,
+                context.principal,
+                _request(claim),
+                context.cache,
+                context.clock(),
+                context.settings.key_wait_ms,
             )
         except ServiceError as error:
             return error_from(error)
@@ -120,7 +125,7 @@ class SettlementMutations:
         target = settlement_service.ReversalTarget(settlement_id, input.institution, input.serial)
         try:
             reversal = await settlement_service.reverse(
-                context.sessions, target, input.reason, context.clock(), context.settings.key_wait_ms
+                context.sessions, context.principal, target, input.reason, context.clock(), context.settings.key_wait_ms
             )
         except ServiceError as error:
             return error_from(error)
@@ -128,4 +133,5 @@ class SettlementMutations:
             settlement=None if reversal.settlement is None else settlement_type(reversal.settlement),
             voided_serial=reversal.voided_serial,
             later_settlements=[settlement_type(later) for later in reversal.later_settlements],
+            later_settlements_elsewhere=reversal.later_elsewhere,
         )

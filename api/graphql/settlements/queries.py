@@ -6,6 +6,7 @@ import strawberry
 
 from api.errors import ServiceError
 from api.graphql.context import Info
+from api.graphql.permissions import ClaimReaders
 from api.graphql.settlements.types import (
     PageInfo,
     Settlement,
@@ -26,27 +27,36 @@ def _uuid(value: strawberry.ID) -> uuid.UUID | None:
 
 @strawberry.type
 class SettlementQueries:
-    @strawberry.field(description="A settlement (a settled claim) with its lines, split and explanation of benefits.")
+    @strawberry.field(
+        description="A settlement (a settled claim) with its lines, split and explanation of benefits.",
+        permission_classes=[ClaimReaders],
+    )
     async def settlement(self, info: Info, id: strawberry.ID) -> Settlement | None:
         settlement_id = _uuid(id)
         if settlement_id is None:
             return None
-        found = await queries.settlement(info.context.sessions, settlement_id)
+        found = await queries.settlement(info.context.sessions, info.context.principal, settlement_id)
         return None if found is None else settlement_type(found)
 
-    @strawberry.field(description="Did this serial settle? For a cashier whose call timed out.")
+    @strawberry.field(
+        description="Did this serial settle? For a cashier whose call timed out.", permission_classes=[ClaimReaders]
+    )
     async def settlement_by_serial(self, info: Info, institution: str, serial: str) -> Settlement | None:
-        found = await queries.settlement_by_serial(info.context.sessions, institution, serial)
+        context = info.context
+        found = await queries.settlement_by_serial(context.sessions, context.principal, institution, serial)
         return None if found is None else settlement_type(found)
 
-    @strawberry.field(description="Settlements, newest first, with Relay-style cursor pagination.")
+    @strawberry.field(
+        description="Settlements, newest first, with Relay-style cursor pagination.", permission_classes=[ClaimReaders]
+    )
     async def settlements(
         self, info: Info, first: int = 20, after: str | None = None, filter: SettlementFilter | None = None
-    ) -> SettlementConnection:
+    ) -> SettlementConnection | None:
         where = filter or SettlementFilter()
         try:
             page = await queries.settlements(
                 info.context.sessions,
+                info.context.principal,
                 queries.SettlementFilter(
                     institution=where.institution,
                     payer=where.payer,

@@ -80,6 +80,14 @@ class ExplanationOfBenefits:
     lines: list[SettlementLine]
 
 
+@strawberry.type(description="What a manufacturer owes an insurer on one line (from its confidential price).")
+class Rebate:
+    line: int
+    drug: str
+    insurer: str
+    amount: Yuan
+
+
 @strawberry.type
 class Settlement:
     id: strawberry.ID
@@ -95,6 +103,9 @@ class Settlement:
     reversed_at: datetime | None
     reversal_reason: str | None
     explanation: ExplanationOfBenefits
+    rebates: list[Rebate] = strawberry.field(
+        description="Manufacturers' rebates on this claim: shown to their insurer and to price auditors only."
+    )
 
 
 def _reasons(view_reasons: tuple[ReasonView, ...]) -> list[Reason]:
@@ -148,6 +159,7 @@ def settlement_type(view: SettlementView, *, pre_settled: bool = False) -> Settl
         settled_at=None if pre_settled else view.settled_at,
         reversed_at=view.reversed_at,
         reversal_reason=view.reversal_reason,
+        rebates=[Rebate(line=r.line, drug=r.drug, insurer=r.insurer, amount=r.amount_fen) for r in view.rebates],
         explanation=ExplanationOfBenefits(
             total=view.total_fen,
             out_of_scope=view.out_of_scope_fen,
@@ -198,4 +210,7 @@ class Reversal:
     later_settlements: list[Settlement] = strawberry.field(
         description="Later settlements of the same person and year, settled on accumulators this one fed; "
         "they are not re-adjudicated and are listed for review."
+    )
+    later_settlements_elsewhere: int = strawberry.field(
+        description="Such later settlements at institutions you may not see (supervisors review them)."
     )

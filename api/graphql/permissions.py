@@ -1,0 +1,76 @@
+"""Field-level permissions: which roles may use a root field, and who may read a sensitive field.
+
+A denied field answers FORBIDDEN (the field is null, the error carries `extensions.code`), and
+the attempt is written to the audit log. Which rows a caller sees is decided elsewhere, once, in
+the data-access layer (api/services/access.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from strawberry.permission import BasePermission
+
+from api.auth import INSTITUTION_ROLES, PAYER_ROLES, Principal, Role
+from api.graphql.context import Info
+from api.services import access, audit
+
+
+class Rule(BasePermission):
+    message = "FORBIDDEN: your role may not read this field"
+    error_extensions: ClassVar[dict[str, Any]] = {"code": "FORBIDDEN"}  # type: ignore[misc]
+    roles: ClassVar[frozenset[Role]] = frozenset()
+
+    def allows(self, principal: Principal, source: Any) -> bool:
+        return principal.role in self.roles
+
+    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        context = info.context
+        if self.allows(context.principal, source):
+            return True
+        await audit.append_alone(
+            context.sessions,
+            audit.AuditRecord(
+                audit.Actor.of(context.principal),
+                f"read {info.parent_type.name}.{info.field_name}",
+                "denied",
+                context.clock(),
+                detail={"code": "FORBIDDEN"},
+            ),
+        )
+        return False
+
+
+class ClaimReaders(Rule):
+    """Settlements: institutions (their own), payers (what they paid), supervisors (their regions)."""
+
+    roles = INSTITUTION_ROLES | PAYER_ROLES | {Role.SUPERVISOR}
+
+
+class PeopleReaders(Rule):
+    roles = INSTITUTION_ROLES | {Role.SUPERVISOR, Role.ADMIN}
+
+
+class PlanReaders(Rule):
+    roles = PAYER_ROLES | {Role.SUPERVISOR, Role.ADMIN}
+
+
+class CatalogueReaders(Rule):
+    roles = frozenset({Role.INSURER, Role.SUPERVISOR, Role.ADMIN})
+
+
+class MayReadName(Rule):
+    def allows(self, principal: Principal, source: Any) -> bool:
+        return access.may_read_identity(principal)
+
+
+class MayReadIdNumber(Rule):
+    def allows(self, principal: Principal, source: Any) -> bool:
+        return access.may_read_id_number(principal)
+
+
+class MayReadPrice(Rule):
+    """A confidential settlement price: its insurer, or a holder of the price-audit grant."""
+
+    def allows(self, principal: Principal, source: Any) -> bool:
+        return access.may_read_price(principal, source.insurer)

@@ -1,0 +1,138 @@
+"""Who may see which rows: one filter per kind of object, applied in the data-access layer.
+
+Every query the service runs for a caller goes through these filters, so that a resolver that
+forgets a check still cannot leak a row: an object outside the caller's tenant or region is
+simply not found, exactly like one that does not exist.
+
+    hospital, pharmacy      their own institution: its settlements, its pools; people of its region
+    insurer, mutual aid,    settlements their plans paid on; their own plans, catalogue entries,
+    charity                 pools and rebates
+    supervisor              everything in their regions (prices only with the price-audit grant)
+    admin                   reference data: institutions, people, plans, catalogues, pools; no claims
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, Table, exists, false, select, true
+
+from api.auth import INSTITUTION_ROLES, PAYER_ROLES, Grant, Principal, Role
+from api.db import models
+
+SYSTEM = Principal(
+    subject="system:local",
+    role=Role.ADMIN,
+    org="SYSTEM",
+    regions=frozenset(),
+    grants=frozenset(),
+    token_id="local",
+    issuer="local",
+)
+"""The operator at the machine (`settle load`, the demo loader): an admin, audited as `system:local`."""
+
+
+def _institution_region(principal: Principal) -> ColumnElement[str]:
+    institutions = models.Institution.__table__
+    return select(institutions.c.region).where(institutions.c.code == principal.org).scalar_subquery()
+
+
+def settlements(principal: Principal, table: Table | None = None) -> ColumnElement[bool]:
+    table = table if table is not None else models.Settlement.__table__
+    if principal.role in INSTITUTION_ROLES:
+        return table.c.institution_code == principal.org
+    if principal.role in PAYER_ROLES:
+        payers = models.SettlementPayer.__table__
+        return exists().where(
+            payers.c.settlement_id == table.c.id, payers.c.payer_code == principal.org, payers.c.amount_fen > 0
+        )
+    if principal.role is Role.SUPERVISOR:
+        return table.c.region.in_(sorted(principal.regions))
+    return false()
+
+
+def people(principal: Principal) -> ColumnElement[bool]:
+    table = models.Person.__table__
+    if principal.role in INSTITUTION_ROLES:
+        return table.c.region == _institution_region(principal)
+    if principal.role is Role.SUPERVISOR:
+        return table.c.region.in_(sorted(principal.regions))
+    return true() if principal.role is Role.ADMIN else false()
+
+
+def institutions(principal: Principal) -> ColumnElement[bool]:
+    table = models.Institution.__table__
+    if principal.role in INSTITUTION_ROLES:
+        return table.c.code == principal.org
+    if principal.role is Role.SUPERVISOR:
+        return table.c.region.in_(sorted(principal.regions))
+    return true()  # the register of designated institutions is known to every payer and the admin
+
+
+def pools(principal: Principal) -> ColumnElement[bool]:
+    table = models.PrepaymentPool.__table__
+    if principal.role in INSTITUTION_ROLES:
+        return table.c.institution_code == principal.org
+    if principal.role in PAYER_ROLES:
+        return table.c.payer_code == principal.org
+    if principal.role is Role.SUPERVISOR:
+        institutions_table = models.Institution.__table__
+        return exists().where(
+            institutions_table.c.code == table.c.institution_code,
+            institutions_table.c.region.in_(sorted(principal.regions)),
+        )
+    return true()
+
+
+def plans(principal: Principal) -> ColumnElement[bool]:
+    table = models.PlanVersion.__table__
+    if principal.role in PAYER_ROLES:
+        return table.c.payer_code == principal.org
+    if principal.role is Role.SUPERVISOR:
+        return table.c.region.in_(sorted(principal.regions))
+    return true() if principal.role is Role.ADMIN else false()
+
+
+def catalogue(principal: Principal) -> ColumnElement[bool]:
+    table = models.CommercialEntry.__table__
+    if principal.role is Role.INSURER:
+        return table.c.insurer_code == principal.org
+    if principal.role is Role.SUPERVISOR:
+        versions = models.FormularyVersion.__table__
+        return exists().where(
+            versions.c.id == table.c.formulary_version_id, versions.c.region.in_(sorted(principal.regions))
+        )
+    return true() if principal.role is Role.ADMIN else false()
+
+
+def rebates(principal: Principal) -> ColumnElement[bool]:
+    """Rebates derive from a confidential price: its insurer sees them, and price auditors."""
+    table = models.SettlementRebate.__table__
+    if principal.role is Role.INSURER:
+        return table.c.insurer_code == principal.org
+    if principal.role in (Role.SUPERVISOR, Role.ADMIN) and principal.has(Grant.PRICE_AUDIT):
+        return true()
+    return false()
+
+
+def may_read_price(principal: Principal, insurer: str) -> bool:
+    """A confidential settlement price: its insurer, or an auditor holding the price-audit grant."""
+    if principal.role is Role.INSURER:
+        return principal.org == insurer
+    return principal.role in (Role.SUPERVISOR, Role.ADMIN) and principal.has(Grant.PRICE_AUDIT)
+
+
+def may_read_identity(principal: Principal) -> bool:
+    """A person's name: the institutions that serve them, supervisors, the admin."""
+    return principal.role in INSTITUTION_ROLES or principal.role in (Role.SUPERVISOR, Role.ADMIN)
+
+
+def may_read_id_number(principal: Principal) -> bool:
+    """A national ID number is returned in clear only to supervisors and the admin."""
+    return principal.role in (Role.SUPERVISOR, Role.ADMIN)
+
+
+def may_settle_at(principal: Principal, institution: str) -> bool:
+    return principal.role in INSTITUTION_ROLES and principal.org == institution
+
+
+def may_administer(principal: Principal) -> bool:
+    return principal.role is Role.ADMIN
