@@ -32,7 +32,7 @@ class Rule(BasePermission):
             context.sessions,
             audit.AuditRecord(
                 audit.Actor.of(context.principal),
-                f"read {info.parent_type.name}.{info.field_name}",
+                f"read {info.path.typename}.{info.field_name}",
                 "denied",
                 context.clock(),
                 detail={"code": "FORBIDDEN"},

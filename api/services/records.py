@@ -297,7 +297,7 @@ async def read_settlements(
             await session.execute(
                 select(settlements, people.c.psn_no)
                 .join(people, people.c.id == settlements.c.person_id)
-                .where(settlements.c.id.in_(ids))
+                .where(settlements.c.id.in_(ids), access.settlements(principal))
             )
         )
         .mappings()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -52,7 +53,8 @@ def free_port() -> int:
 async def live(service: Service) -> AsyncIterator[str]:
     """A uvicorn server over the service's database; yields its base URL."""
     port = free_port()
-    app = create_app(settings_for(service.database_url, service.tokens, Mode.PRODUCTION))
+    settings = replace(settings_for(service.database_url, service.tokens, Mode.PRODUCTION), key_wait_ms=10_000)
+    app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     serving = asyncio.create_task(server.serve())
     while not server.started:

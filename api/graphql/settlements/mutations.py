@@ -11,6 +11,7 @@ from api.errors import ServiceError
 from api.graphql.context import Info
 from api.graphql.errors import (
     AlreadyReversed,
+    Forbidden,
     IdempotencyConflict,
     InProgress,
     InvalidInput,
@@ -54,13 +55,15 @@ class ReversalInput:
     reason: str
 
 
-PreSettleResult = Annotated[Settlement | InvalidInput | NotFound | NotEligible, strawberry.union("PreSettleResult")]
+PreSettleResult = Annotated[
+    Settlement | InvalidInput | NotFound | NotEligible | Forbidden, strawberry.union("PreSettleResult")
+]
 SettleResult = Annotated[
-    Settlement | InvalidInput | NotFound | NotEligible | IdempotencyConflict | InProgress | AlreadyReversed,
+    Settlement | InvalidInput | NotFound | NotEligible | IdempotencyConflict | InProgress | AlreadyReversed | Forbidden,
     strawberry.union("SettleResult"),
 ]
 ReverseResult = Annotated[
-    Reversal | InvalidInput | NotFound | InProgress | AlreadyReversed, strawberry.union("ReverseResult")
+    Reversal | InvalidInput | NotFound | InProgress | AlreadyReversed | Forbidden, strawberry.union("ReverseResult")
 ]
 
 
