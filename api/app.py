@@ -18,6 +18,8 @@ from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
 from api.auth import TokenVerifier, Unauthenticated, build_verifier, unverified_token_id
+from api.crypto.envelope import FieldCipher
+from api.crypto.management import open_keyring
 from api.db import models
 from api.db.migrate import current_revision, head_revision, upgrade
 from api.db.session import create_engine, create_sessionmaker
@@ -26,6 +28,7 @@ from api.graphql.schema import build_schema
 from api.services import audit
 from api.services.access import SYSTEM
 from api.services.facts import VersionCache
+from api.services.runtime import Runtime
 from api.settings import Settings
 
 log = logging.getLogger("settle")
@@ -76,12 +79,12 @@ class Authenticated:
         except Unauthenticated:
             context: Context = self.state["context"]
             await audit.append_alone(
-                context.sessions,
+                context.runtime.sessions,
                 audit.AuditRecord(
                     actor=audit.Actor(token_id=unverified_token_id(token.strip()) if token else None),
                     action=f"{request.method} {request.url.path}",
                     outcome="unauthenticated",
-                    at=context.clock(),
+                    at=context.runtime.clock(),
                 ),
             )
             response = JSONResponse(
@@ -97,30 +100,28 @@ class Authenticated:
 @asynccontextmanager
 async def database(settings: Settings) -> AsyncIterator[tuple[AsyncEngine, async_sessionmaker[AsyncSession]]]:
     """The engine and sessions for the app's lifetime. In development the schema is brought to
-    the head revision and an empty database gets the demo data set; production expects
-    `settle db upgrade` to have run (and /readyz says so).
+    the head revision (and the lifespan loads the demo data set into an empty database);
+    production expects `settle db upgrade` to have run (and /readyz says so).
     """
     engine = create_engine(settings.database_url)
     sessions = create_sessionmaker(engine)
     try:
         if settings.development:
             await upgrade(engine, settings.migrations)
-            if settings.demo_data:
-                await load_demo_if_empty(sessions)
         yield engine, sessions
     finally:
         await engine.dispose()
 
 
-async def load_demo_if_empty(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def load_demo_if_empty(runtime: Runtime) -> None:
     from api.demo import demo_document
     from api.services.loading import load_document
 
-    async with sessions() as session:
+    async with runtime.sessions() as session:
         institutions = (await session.execute(select(func.count()).select_from(models.Institution))).scalar_one()
     if institutions == 0:
         log.warning("loading the demo data set into an empty development database")
-        await load_document(sessions, SYSTEM, demo_document(), utc_now())
+        await load_document(runtime, SYSTEM, demo_document())
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -132,9 +133,11 @@ def create_app(settings: Settings) -> Starlette:
         async with database(settings) as (engine, sessions):
             state["engine"] = engine
             state["verifier"] = build_verifier(settings.keys_dir, settings.token_audience, development=dev)
-            state["context"] = Context(
-                settings=settings, sessions=sessions, cache=VersionCache.bounded(), clock=utc_now, principal=SYSTEM
-            )
+            cipher = FieldCipher(open_keyring(settings), sessions, settings.values_per_data_key)
+            runtime = Runtime(sessions, VersionCache.bounded(), cipher, utc_now, settings.key_wait_ms)
+            if settings.development and settings.demo_data:
+                await load_demo_if_empty(runtime)
+            state["context"] = Context(settings=settings, runtime=runtime, principal=SYSTEM)
             yield
         state.clear()
 

@@ -10,6 +10,11 @@
     settle adjudicate FILE.json     split one scenario (SCENARIO.md) and print the result; `-` reads stdin
     settle token --role ROLE --org ORG [--region R ...] [--grant G ...] [--ttl SECONDS]
                                     mint a bearer token from the development issuer (keys/dev/)
+    settle keys list                the master keys, their tenants and states, and their data keys
+    settle keys rotate [--tenant T ...]   a new active master key per tenant (default: every tenant)
+    settle keys rewrap [--batch N]  re-wrap data keys under their tenant's active master key
+    settle keys retire KEY_ID       mark a master key retired (refused while data keys depend on it)
+    settle keys destroy KEY_ID      destroy a master key for good: what it wrapped becomes unreadable
 
 Exit status: 0 on success, 2 on malformed input (one line on stderr naming the field, nothing on
 stdout), 1 on other failures.
@@ -23,6 +28,13 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from api.services.runtime import Runtime
+    from api.settings import Settings
 
 EXIT_INPUT = 2
 
@@ -108,11 +120,10 @@ def _db(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
 
     from adjudication import InputError
     from adjudication.scenario import loads
-    from api.db.session import create_engine, create_sessionmaker
+    from api.db.session import create_engine
     from api.errors import ServiceError
     from api.services.access import SYSTEM
     from api.services.loading import load_document
@@ -128,13 +139,67 @@ def _load(args: argparse.Namespace) -> int:
     async def run() -> int:
         engine = create_engine(settings.database_url)
         try:
-            summary = await load_document(create_sessionmaker(engine), SYSTEM, document, datetime.now(UTC))
+            summary = await load_document(_runtime(settings, engine), SYSTEM, document)
         except ServiceError as error:
             print(f"settle: refused: {error.code} {error.field or ''}: {error.message}", file=sys.stderr)
             return EXIT_INPUT
         finally:
             await engine.dispose()
         print(json.dumps(asdict(summary)))
+        return 0
+
+    return asyncio.run(run())
+
+
+def _runtime(settings: Settings, engine: AsyncEngine) -> Runtime:
+    from datetime import UTC, datetime
+
+    from api.crypto.envelope import FieldCipher
+    from api.crypto.management import open_keyring
+    from api.db.session import create_sessionmaker
+    from api.services.facts import VersionCache
+    from api.services.runtime import Runtime
+
+    sessions = create_sessionmaker(engine)
+    cipher = FieldCipher(open_keyring(settings), sessions, settings.values_per_data_key)
+    return Runtime(sessions, VersionCache.bounded(), cipher, lambda: datetime.now(UTC), settings.key_wait_ms)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from api.crypto import management
+    from api.crypto.keyring import KeyringError
+    from api.db.session import create_engine, create_sessionmaker
+    from api.settings import Settings
+
+    settings = Settings.from_environment()
+
+    async def run() -> int:
+        engine = create_engine(settings.database_url)
+        sessions = create_sessionmaker(engine)
+        try:
+            keyring = management.open_keyring(settings)
+            if args.action == "rotate":
+                tenants = args.tenant or await management.tenants(sessions, keyring)
+                for key in management.rotate(keyring, tenants):
+                    print(f"{key.key_id}\t{key.tenant}\t{key.state}")
+            elif args.action == "rewrap":
+                print(f"rewrapped {await management.rewrap(sessions, keyring, args.batch)} data keys")
+            elif args.action == "retire":
+                await management.retire(sessions, keyring, args.key_id)
+                print(f"{args.key_id}\tretired")
+            elif args.action == "destroy":
+                management.destroy(keyring, args.key_id)
+                print(f"{args.key_id}\tdestroyed")
+            else:
+                for key in keyring.master_keys():
+                    print(
+                        f"{key.key_id}\t{key.tenant}\t{key.state}\t{await management.dependants(sessions, key.key_id)}"
+                    )
+        except KeyringError as error:
+            print(f"settle: {error}", file=sys.stderr)
+            return 1
+        finally:
+            await engine.dispose()
         return 0
 
     return asyncio.run(run())
@@ -186,6 +251,16 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--subject", help="who holds the token (default: ROLE:ORG)")
     token.add_argument("--ttl", type=int, default=8 * 3600, help="seconds until it expires (default 8 hours)")
     token.set_defaults(run=_token)
+    keys = commands.add_parser("keys", help="manage the field-encryption keyring")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    key_actions.add_parser("list")
+    rotate = key_actions.add_parser("rotate")
+    rotate.add_argument("--tenant", action="append", default=[], help="e.g. insurer:INS-A (repeatable)")
+    rewrap = key_actions.add_parser("rewrap")
+    rewrap.add_argument("--batch", type=int, default=500)
+    for action in ("retire", "destroy"):
+        key_actions.add_parser(action).add_argument("key_id")
+    keys.set_defaults(run=_keys)
     adjudicate = commands.add_parser("adjudicate", help="split one scenario (SCENARIO.md) and print the result")
     adjudicate.add_argument("file", help="scenario JSON file, or - for standard input")
     adjudicate.set_defaults(run=_adjudicate)

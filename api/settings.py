@@ -5,6 +5,14 @@ SETTLE_MODE         development (default) or production
 SETTLE_DEMO_DATA    1 (default in development) loads the demo data set into an empty database
 SETTLE_HOST, SETTLE_PORT    where `settle serve` listens (127.0.0.1:8000)
 SETTLE_MIGRATIONS   the alembic scripts folder (default: migrations/ beside the api package)
+SETTLE_KEY_WAIT_MS  how long a copy of an in-flight request waits before IN_PROGRESS (5000)
+SETTLE_KEYS_DIR     trusted issuers' public keys (issuers/) and, in development, dev/ (default keys/)
+SETTLE_TOKEN_AUDIENCE       the audience tokens must name (settle)
+SETTLE_CIPHER_SUITE         aes-256-gcm (default) or sm4-gcm (national commercial cryptography)
+SETTLE_KEYRING              file (default) or module:callable, the factory of a KMS/HSM provider
+SETTLE_KEYRING_DIR          the file keyring's folder (default keys/dev/keyring in development;
+                            required in production)
+SETTLE_VALUES_PER_DATA_KEY  how many values one data key encrypts before a new one (1000000)
 """
 
 from __future__ import annotations
@@ -35,6 +43,10 @@ class Settings:
     key_wait_ms: int = 5_000
     keys_dir: Path = PROJECT_ROOT / "keys"
     token_audience: str = "settle"
+    cipher_suite: str = "aes-256-gcm"
+    keyring: str = "file"
+    keyring_dir: Path | None = None
+    values_per_data_key: int = 1_000_000
 
     @property
     def development(self) -> bool:
@@ -58,4 +70,8 @@ class Settings:
             key_wait_ms=int(environ.get("SETTLE_KEY_WAIT_MS", "5000")),
             keys_dir=Path(environ.get("SETTLE_KEYS_DIR", str(PROJECT_ROOT / "keys"))),
             token_audience=environ.get("SETTLE_TOKEN_AUDIENCE", "settle"),
+            cipher_suite=environ.get("SETTLE_CIPHER_SUITE", "aes-256-gcm"),
+            keyring=environ.get("SETTLE_KEYRING", "file"),
+            keyring_dir=Path(environ["SETTLE_KEYRING_DIR"]) if environ.get("SETTLE_KEYRING_DIR") else None,
+            values_per_data_key=int(environ.get("SETTLE_VALUES_PER_DATA_KEY", "1000000")),
         )

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     UniqueConstraint,
     Uuid,
@@ -86,14 +87,19 @@ class Payer(Base):
 
 
 class Person(Base):
-    """An insured person, known to cashiers by the insurance number (人员编号, `psn_no`)."""
+    """An insured person, known to cashiers by the insurance number (人员编号, `psn_no`).
+
+    The national ID number and the name are personal data: stored encrypted (tenant
+    `people:{region}`), the ID number also as a keyed blind index for lookup.
+    """
 
     __tablename__ = "people"
 
     id: Mapped[uuid.UUID] = _id()
     psn_no: Mapped[str] = mapped_column(Code, unique=True)
-    id_number: Mapped[str] = mapped_column(String(32))
-    name: Mapped[str] = mapped_column(String(100))
+    id_number_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    id_number_index: Mapped[str] = mapped_column(String(64), unique=True)
+    name_ct: Mapped[bytes] = mapped_column(LargeBinary)
     insurance_type: Mapped[str] = mapped_column(String(16))
     region: Mapped[str] = mapped_column(String(16), index=True)
     memberships: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -138,7 +144,9 @@ class BasicEntry(Base):
 
 
 class CommercialEntry(Base):
-    """A drug of the commercial innovative-drug catalogue under one insurer, at its settlement price."""
+    """A drug of the commercial innovative-drug catalogue under one insurer. Its settlement price
+    is confidential: encrypted under the insurer's own keys (tenant `insurer:{code}`).
+    """
 
     __tablename__ = "commercial_entries"
 
@@ -146,7 +154,7 @@ class CommercialEntry(Base):
     formulary_version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("formulary_versions.id"))
     drug_code: Mapped[str] = mapped_column(Code)
     insurer_code: Mapped[str] = mapped_column(Code)
-    settlement_price_fen: Mapped[int] = mapped_column(Money)
+    settlement_price_ct: Mapped[bytes] = mapped_column(LargeBinary)
 
     __table_args__ = (UniqueConstraint("formulary_version_id", "drug_code", "insurer_code"),)
 
@@ -368,7 +376,9 @@ class SettlementAccumulatorChange(Base):
 
 
 class SettlementRebate(Base):
-    """A manufacturer's rebate owed to an insurer on one line (derived from the confidential price)."""
+    """A manufacturer's rebate owed to an insurer on one line. Derived from the confidential
+    price, so encrypted like it (tenant `insurer:{code}`).
+    """
 
     __tablename__ = "settlement_rebates"
 
@@ -377,7 +387,7 @@ class SettlementRebate(Base):
     line_index: Mapped[int] = mapped_column(Integer)
     drug_code: Mapped[str] = mapped_column(Code)
     insurer_code: Mapped[str] = mapped_column(Code, index=True)
-    amount_fen: Mapped[int] = mapped_column(Money)
+    amount_ct: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class LedgerEntry(Base):
@@ -419,3 +429,19 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     __table_args__ = (CheckConstraint("outcome IN ('allowed', 'denied', 'unauthenticated')", name="outcome"),)
+
+
+class DataKey(Base):
+    """A data key, wrapped by its tenant's master key. Ciphertexts name it; `settle keys rewrap`
+    re-wraps it under a newer master key without touching them.
+    """
+
+    __tablename__ = "data_keys"
+
+    id: Mapped[uuid.UUID] = _id()
+    tenant: Mapped[str] = mapped_column(String(100))
+    master_key_id: Mapped[str] = mapped_column(String(100), index=True)
+    suite: Mapped[int] = mapped_column(Integer)
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    rewrapped_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

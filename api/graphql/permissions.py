@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from strawberry.permission import BasePermission
 
-from api.auth import INSTITUTION_ROLES, PAYER_ROLES, Principal, Role
+from api.auth import INSTITUTION_ROLES, PAYER_ROLES, Grant, Principal, Role
 from api.graphql.context import Info
 from api.services import access, audit
 
@@ -29,12 +29,12 @@ class Rule(BasePermission):
         if self.allows(context.principal, source):
             return True
         await audit.append_alone(
-            context.sessions,
+            context.runtime.sessions,
             audit.AuditRecord(
                 audit.Actor.of(context.principal),
                 f"read {info.path.typename}.{info.field_name}",
                 "denied",
-                context.clock(),
+                context.runtime.clock(),
                 detail={"code": "FORBIDDEN"},
             ),
         )
@@ -59,6 +59,15 @@ class CatalogueReaders(Rule):
     roles = frozenset({Role.INSURER, Role.SUPERVISOR, Role.ADMIN})
 
 
+class RebateReaders(Rule):
+    """Rebate statements: insurers (their own), and auditors holding the price-audit grant."""
+
+    def allows(self, principal: Principal, source: Any) -> bool:
+        return principal.role is Role.INSURER or (
+            principal.role in (Role.SUPERVISOR, Role.ADMIN) and principal.has(Grant.PRICE_AUDIT)
+        )
+
+
 class MayReadName(Rule):
     def allows(self, principal: Principal, source: Any) -> bool:
         return access.may_read_identity(principal)
@@ -67,10 +76,3 @@ class MayReadName(Rule):
 class MayReadIdNumber(Rule):
     def allows(self, principal: Principal, source: Any) -> bool:
         return access.may_read_id_number(principal)
-
-
-class MayReadPrice(Rule):
-    """A confidential settlement price: its insurer, or a holder of the price-audit grant."""
-
-    def allows(self, principal: Principal, source: Any) -> bool:
-        return access.may_read_price(principal, source.insurer)

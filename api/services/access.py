@@ -103,16 +103,6 @@ def catalogue(principal: Principal) -> ColumnElement[bool]:
     return true() if principal.role is Role.ADMIN else false()
 
 
-def rebates(principal: Principal) -> ColumnElement[bool]:
-    """Rebates derive from a confidential price: its insurer sees them, and price auditors."""
-    table = models.SettlementRebate.__table__
-    if principal.role is Role.INSURER:
-        return table.c.insurer_code == principal.org
-    if principal.role in (Role.SUPERVISOR, Role.ADMIN) and principal.has(Grant.PRICE_AUDIT):
-        return true()
-    return false()
-
-
 def may_read_price(principal: Principal, insurer: str) -> bool:
     """A confidential settlement price: its insurer, or an auditor holding the price-audit grant."""
     if principal.role is Role.INSURER:

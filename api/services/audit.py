@@ -53,15 +53,20 @@ class AuditRecord:
         }
 
 
-async def append(session: AsyncSession, record: AuditRecord) -> None:
-    """Within the caller's transaction: the entry commits, or not, with the write it records."""
-    await session.execute(models.AuditEntry.__table__.insert().values(record.row()))
+async def append(session: AsyncSession, *records: AuditRecord) -> None:
+    """Within the caller's transaction: the entries commit, or not, with the write they record."""
+    if records:
+        await session.execute(models.AuditEntry.__table__.insert().values([record.row() for record in records]))
 
 
-async def append_alone(sessions: async_sessionmaker[AsyncSession], record: AuditRecord) -> None:
-    """In a transaction of its own: a refusal is recorded though nothing else was written."""
+async def append_alone(sessions: async_sessionmaker[AsyncSession], *records: AuditRecord) -> None:
+    """In a transaction of their own: a refusal, or a read, is recorded though nothing else was
+    written. Never called while the same task holds a write transaction (SQLite has one writer).
+    """
+    if not records:
+        return
     async with sessions() as session:
-        await append(session, record)
+        await append(session, *records)
         await session.commit()
 
 

@@ -11,7 +11,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Generic, TypeVar
 
 from sqlalchemy import select
@@ -32,9 +32,15 @@ from adjudication import (
     Visit,
 )
 from adjudication.scenario import read_plan
+from api.crypto.envelope import FieldCipher, Place
+from api.crypto.tenants import insurer_tenant
 from api.db import models
 from api.errors import ServiceError
+from api.services import audit
 from api.services.requests import ClaimRequest
+
+ADJUDICATION = audit.Actor(token_id=None, subject="system:adjudication")
+"""The service itself, when it decrypts prices to adjudicate a claim."""
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -86,21 +92,26 @@ class Facts:
     formulary_version_id: uuid.UUID
     formulary: Formulary
     plans: tuple[PlanInForce, ...]
+    disclosures: tuple[audit.AuditRecord, ...] = ()
+    """Confidential values decrypted to load these facts: the caller audits them."""
 
     @property
     def engine_plans(self) -> tuple[Plan, ...]:
         return tuple(plan.plan for plan in self.plans)
 
 
-async def load_facts(session: AsyncSession, request: ClaimRequest, cache: VersionCache) -> Facts:
+async def load_facts(session: AsyncSession, request: ClaimRequest, cache: VersionCache, cipher: FieldCipher) -> Facts:
     institution = await _institution(session, request.institution)
     person_id, patient = await _person(session, request.person)
     await _check_drugs(session, request)
-    version_id, formulary = await formulary_in_force(session, institution.region, request.service_date, cache)
+    disclosures: list[audit.AuditRecord] = []
+    version_id, formulary = await formulary_in_force(
+        session, institution.region, request.service_date, cache, cipher, disclosures
+    )
     plans = await plans_in_force(session, patient.region, request.service_date, cache)
     if request.visit is Visit.PHARMACY and institution.kind is not InstitutionKind.PHARMACY:
         raise ServiceError(ErrorCode.VISIT_MISMATCH, "only a pharmacy submits pharmacy claims", "claim.visit")
-    return Facts(institution, person_id, patient, version_id, formulary, plans)
+    return Facts(institution, person_id, patient, version_id, formulary, plans, tuple(disclosures))
 
 
 async def _institution(session: AsyncSession, code: str) -> Institution:
@@ -147,8 +158,17 @@ async def _check_drugs(session: AsyncSession, request: ClaimRequest) -> None:
 
 
 async def formulary_in_force(
-    session: AsyncSession, region: str, on: date, cache: VersionCache
+    session: AsyncSession,
+    region: str,
+    on: date,
+    cache: VersionCache,
+    cipher: FieldCipher,
+    disclosures: list[audit.AuditRecord],
 ) -> tuple[uuid.UUID, Formulary]:
+    """The version in force, as engine values. Its confidential prices are decrypted once per
+    version and process (the engine derives the insurers' rebates from them); the decryption is
+    added to `disclosures`, for the caller to audit when its transaction allows.
+    """
     versions = models.FormularyVersion.__table__
     row = (
         await session.execute(
@@ -187,10 +207,33 @@ async def formulary_in_force(
         ),
         self_pay_first_ratio=row.self_pay_first_ratio_ppm,
         commercial=tuple(
-            CommercialEntry(entry.drug_code, entry.insurer_code, entry.settlement_price_fen)
-            for entry in commercial_rows
+            [
+                CommercialEntry(
+                    entry.drug_code,
+                    entry.insurer_code,
+                    await cipher.decrypt_amount(
+                        Place(
+                            "commercial_entries", "settlement_price_ct", entry.id, insurer_tenant(entry.insurer_code)
+                        ),
+                        entry.settlement_price_ct,
+                        session,
+                    ),
+                )
+                for entry in commercial_rows
+            ]
         ),
     )
+    if commercial_rows:
+        disclosures.append(
+            audit.AuditRecord(
+                ADJUDICATION,
+                "decrypt commercial_entries.settlement_price_ct",
+                "allowed",
+                datetime.now(UTC),
+                f"formulary_version:{row.id}",
+                {"values": len(commercial_rows), "purpose": "adjudication (rebates)"},
+            ),
+        )
     cache.formularies.put(row.id, formulary)
     return row.id, formulary
 

@@ -21,7 +21,6 @@ document is written in one transaction.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -29,7 +28,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from adjudication import ErrorCode, Formulary, InputError, InstitutionKind, InsuranceType, Plan
 from adjudication.scenario import (
@@ -42,11 +41,14 @@ from adjudication.scenario import (
     read_yuan,
 )
 from api.auth import Principal
+from api.crypto.envelope import FieldCipher, Place
+from api.crypto.tenants import insurer_tenant, people_tenant
 from api.db import models
 from api.db.statements import insert_missing, upsert
 from api.errors import ServiceError
 from api.ids import uuid7
 from api.services import access, audit, ledger
+from api.services.runtime import Runtime
 
 PAYER_KINDS = ("fund", "insurer", "mutual_aid", "charity")
 
@@ -63,8 +65,11 @@ class LoadSummary:
     unchanged_versions: int = 0
 
 
-def digest(value: object) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+def digest(cipher: FieldCipher, value: object) -> str:
+    """A keyed digest of a version's content: equal contents compare equal, yet nobody holding
+    the database can test guesses of a confidential price against it.
+    """
+    return cipher.digest(json.dumps(value, sort_keys=True, separators=(",", ":")).encode())
 
 
 def _strip_comments(value: Any) -> Any:
@@ -156,6 +161,7 @@ def _people(value: object) -> list[dict[str, Any]]:
                 "region": reader.text("region"),
                 "memberships": list(reader.texts("memberships")),
                 "flags": list(reader.texts("flags")),
+                "path": path,
             }
         )
         reader.done()
@@ -183,10 +189,9 @@ def _grants(value: object) -> list[dict[str, Any]]:
     return rows
 
 
-async def load_document(
-    sessions: async_sessionmaker[AsyncSession], principal: Principal, document: object, now: datetime
-) -> LoadSummary:
+async def load_document(runtime: Runtime, principal: Principal, document: object) -> LoadSummary:
     """Check the whole document, then write it in one transaction (the administrator's only)."""
+    sessions, cipher, now = runtime.sessions, runtime.cipher, runtime.clock()
     if not access.may_administer(principal):
         error = ServiceError(ErrorCode.FORBIDDEN, "only an administrator loads reference data", "document")
         await audit.refuse(sessions, principal, "loadDocument", error, now)
@@ -212,21 +217,21 @@ async def load_document(
         await upsert(session, models.Payer.__table__, payers, ["code"])
         await upsert(session, models.Institution.__table__, institutions, ["code"])
         await upsert(session, models.Drug.__table__, drugs, ["code"])
-        await upsert(session, models.Person.__table__, people, ["psn_no"])
+        await upsert(session, models.Person.__table__, await _seal_people(session, cipher, people), ["psn_no"])
         known_payers = set((await session.execute(select(models.Payer.code))).scalars())
         written = {"formulary": 0, "plans": 0, "unchanged": 0}
         if formulary is not None:
             assert region is not None and effective_from is not None
             known_drugs = set((await session.execute(select(models.Drug.code))).scalars())
             _check_references(formulary, known_payers, known_drugs)
-            new = await _formulary_version(session, region, effective_from, raw_formulary, formulary, now)
+            new = await _formulary_version(session, cipher, region, effective_from, raw_formulary, formulary, now)
             written["formulary" if new else "unchanged"] += 1
         for index, plan in enumerate(plans):
             assert region is not None and effective_from is not None and isinstance(raw_plans, list)
             if plan.payer not in known_payers:
                 raise ServiceError(ErrorCode.NOT_FOUND, f"no payer {plan.payer}", f"document.plans[{index}].payer")
             definition = raw_plans[index]
-            new = await _plan_version(session, region, effective_from, index, definition, plan, now)
+            new = await _plan_version(session, cipher, region, effective_from, index, definition, plan, now)
             written["plans" if new else "unchanged"] += 1
         granted = await _grant(session, grants, now)
         summary = LoadSummary(
@@ -264,10 +269,16 @@ def _check_references(formulary: Formulary, payers: set[str], drugs: set[str]) -
 
 
 async def _formulary_version(
-    session: AsyncSession, region: str, effective_from: date, raw: object, formulary: Formulary, now: datetime
+    session: AsyncSession,
+    cipher: FieldCipher,
+    region: str,
+    effective_from: date,
+    raw: object,
+    formulary: Formulary,
+    now: datetime,
 ) -> bool:
     versions = models.FormularyVersion.__table__
-    content = digest(_strip_comments(raw))
+    content = digest(cipher, _strip_comments(raw))
     existing = (
         await session.execute(
             select(versions.c.digest).where(versions.c.region == region, versions.c.effective_from == effective_from)
@@ -308,16 +319,19 @@ async def _formulary_version(
         }
         for entry in formulary.basic.values()
     ]
-    commercial = [
-        {
-            "id": uuid7(),
-            "formulary_version_id": version_id,
-            "drug_code": entry.drug,
-            "insurer_code": entry.insurer,
-            "settlement_price_fen": entry.settlement_price,
-        }
-        for entry in formulary.commercial.values()
-    ]
+    commercial = []
+    for entry in formulary.commercial.values():
+        row_id = uuid7()
+        place = Place("commercial_entries", "settlement_price_ct", row_id, insurer_tenant(entry.insurer))
+        commercial.append(
+            {
+                "id": row_id,
+                "formulary_version_id": version_id,
+                "drug_code": entry.drug,
+                "insurer_code": entry.insurer,
+                "settlement_price_ct": await cipher.encrypt_amount(session, place, entry.settlement_price),
+            }
+        )
     if basic:
         await session.execute(models.BasicEntry.__table__.insert().values(basic))
     if commercial:
@@ -326,11 +340,18 @@ async def _formulary_version(
 
 
 async def _plan_version(
-    session: AsyncSession, region: str, effective_from: date, priority: int, raw: object, plan: Plan, now: datetime
+    session: AsyncSession,
+    cipher: FieldCipher,
+    region: str,
+    effective_from: date,
+    priority: int,
+    raw: object,
+    plan: Plan,
+    now: datetime,
 ) -> bool:
     versions = models.PlanVersion.__table__
     definition = _strip_comments(raw)
-    content = digest(definition)
+    content = digest(cipher, definition)
     existing = (
         await session.execute(
             select(versions.c.digest).where(
@@ -361,6 +382,50 @@ async def _plan_version(
         )
     )
     return True
+
+
+async def _seal_people(
+    session: AsyncSession, cipher: FieldCipher, people: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Encrypt each person's ID number and name, bound to the person's row id (kept from the
+    existing row when the person is already known), and add the ID number's blind index.
+    """
+    if not people:
+        return []
+    table = models.Person.__table__
+    codes = [person["psn_no"] for person in people]
+    known = dict((await session.execute(select(table.c.psn_no, table.c.id).where(table.c.psn_no.in_(codes)))).all())
+    sealed: list[dict[str, Any]] = []
+    indexes: dict[str, str] = {}
+    for person in people:
+        row_id = known.get(person["psn_no"], person["id"])
+        tenant = people_tenant(person["region"])
+        index = cipher.blind_index("id_number", person["id_number"].upper())
+        if indexes.setdefault(index, person["psn_no"]) != person["psn_no"]:
+            raise ServiceError(ErrorCode.DUPLICATE, "two people share one ID number", f"document.{person['path']}")
+        clear = {key: value for key, value in person.items() if key not in ("id_number", "name", "path")}
+        sealed.append(
+            clear
+            | {
+                "id": row_id,
+                "id_number_ct": await cipher.encrypt_text(
+                    session, Place("people", "id_number_ct", row_id, tenant), person["id_number"]
+                ),
+                "id_number_index": index,
+                "name_ct": await cipher.encrypt_text(
+                    session, Place("people", "name_ct", row_id, tenant), person["name"]
+                ),
+            }
+        )
+    taken = (
+        await session.execute(
+            select(table.c.id_number_index, table.c.psn_no).where(table.c.id_number_index.in_(list(indexes)))
+        )
+    ).all()
+    for index, psn_no in taken:
+        if indexes[index] != psn_no:
+            raise ServiceError(ErrorCode.DUPLICATE, f"another person ({psn_no}) has this ID number", "document.people")
+    return sealed
 
 
 async def _grant(session: AsyncSession, grants: Sequence[dict[str, Any]], now: datetime) -> int:

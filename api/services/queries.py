@@ -16,10 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adjudication import ErrorCode
 from api.auth import Principal
+from api.crypto.envelope import Place
+from api.crypto.tenants import insurer_tenant
 from api.db import models
 from api.errors import ServiceError
-from api.services import access
+from api.services import access, audit
 from api.services.records import SettlementView, read_settlements
+from api.services.runtime import Runtime
 
 MAX_PAGE = 200
 Row = dict[str, Any]
@@ -56,18 +59,19 @@ def decode_cursor(cursor: str) -> uuid.UUID:
         raise ServiceError(ErrorCode.INVALID_FIELD, "not a cursor this service gave out", "after") from None
 
 
-async def settlement(
-    sessions: async_sessionmaker[AsyncSession], principal: Principal, settlement_id: uuid.UUID
-) -> SettlementView | None:
-    async with sessions() as session:
-        return (await read_settlements(session, principal, [settlement_id])).get(settlement_id)
+async def settlement(runtime: Runtime, principal: Principal, settlement_id: uuid.UUID) -> SettlementView | None:
+    disclosures: list[audit.AuditRecord] = []
+    async with runtime.sessions() as session:
+        found = await read_settlements(session, runtime.cipher, principal, [settlement_id], disclosures)
+    await audit.append_alone(runtime.sessions, *disclosures)
+    return found.get(settlement_id)
 
 
 async def settlement_by_serial(
-    sessions: async_sessionmaker[AsyncSession], principal: Principal, institution: str, serial: str
+    runtime: Runtime, principal: Principal, institution: str, serial: str
 ) -> SettlementView | None:
     table = models.Settlement.__table__
-    async with sessions() as session:
+    async with runtime.sessions() as session:
         found = (
             await session.execute(
                 select(table.c.id).where(
@@ -75,13 +79,13 @@ async def settlement_by_serial(
                 )
             )
         ).scalar_one_or_none()
-        if found is None:
-            return None
-        return (await read_settlements(session, principal, [found])).get(found)
+    if found is None:
+        return None
+    return await settlement(runtime, principal, found)
 
 
 async def settlements(
-    sessions: async_sessionmaker[AsyncSession],
+    runtime: Runtime,
     principal: Principal,
     where: SettlementFilter,
     first: int,
@@ -114,11 +118,13 @@ async def settlements(
         statement = statement.where(
             exists().where(lines.c.settlement_id == table.c.id, lines.c.drug_code == where.drug)
         )
-    async with sessions() as session:
+    disclosures: list[audit.AuditRecord] = []
+    async with runtime.sessions() as session:
         ids = list((await session.execute(statement)).scalars())
         has_next = len(ids) > first
         ids = ids[:first]
-        found = await read_settlements(session, principal, ids)
+        found = await read_settlements(session, runtime.cipher, principal, ids, disclosures)
+    await audit.append_alone(runtime.sessions, *disclosures)
     return Page(tuple(found[i] for i in ids), tuple(encode_cursor(i) for i in ids), has_next)
 
 
@@ -201,3 +207,66 @@ async def catalogue(
         access.catalogue(principal),
         order=entries.c.drug_code,
     )
+
+
+async def person_by_id_number(runtime: Runtime, principal: Principal, id_number: str) -> Row | None:
+    """Found through the keyed blind index of the ID number: the table is never decrypted."""
+    table = models.Person.__table__
+    index = runtime.cipher.blind_index("id_number", id_number.strip().upper())
+    found = await _rows(runtime.sessions, table, table.c.id_number_index == index, access.people(principal))
+    return found[0] if found else None
+
+
+@dataclass(frozen=True, slots=True)
+class StatementLine:
+    manufacturer: str
+    drug: str
+    period: str
+    units: int
+    amount_fen: int
+
+
+async def rebate_statement(
+    runtime: Runtime, principal: Principal, insurer: str, start: date, end: date
+) -> list[StatementLine]:
+    """What each manufacturer owes `insurer`, per drug and month of service, from the live
+    settlements in [start, end]. Every rebate is decrypted; the read is audited.
+    """
+    settlements = models.Settlement.__table__
+    rebates = models.SettlementRebate.__table__
+    lines = models.SettlementLine.__table__
+    drugs = models.Drug.__table__
+    statement = (
+        select(rebates, settlements.c.service_date, drugs.c.manufacturer, lines.c.quantity, lines.c.donated_units)
+        .join(settlements, settlements.c.id == rebates.c.settlement_id)
+        .join(lines, (lines.c.settlement_id == rebates.c.settlement_id) & (lines.c.line_index == rebates.c.line_index))
+        .join(drugs, drugs.c.code == rebates.c.drug_code)
+        .where(
+            rebates.c.insurer_code == insurer,
+            settlements.c.status == "settled",
+            settlements.c.service_date >= start,
+            settlements.c.service_date <= end,
+        )
+    )
+    totals: dict[tuple[str, str, str], list[int]] = {}
+    async with runtime.sessions() as session:
+        rows = (await session.execute(statement)).mappings().all()
+    for row in rows:
+        place = Place("settlement_rebates", "amount_ct", row["id"], insurer_tenant(insurer))
+        amount = await runtime.cipher.decrypt_amount(place, row["amount_ct"])
+        key = (row["manufacturer"], row["drug_code"], row["service_date"].strftime("%Y-%m"))
+        total = totals.setdefault(key, [0, 0])
+        total[0] += row["quantity"] - row["donated_units"]
+        total[1] += amount
+    await audit.append_alone(
+        runtime.sessions,
+        audit.AuditRecord(
+            audit.Actor.of(principal),
+            "decrypt settlement_rebates.amount_ct",
+            "allowed",
+            runtime.clock(),
+            f"rebate statement:{insurer}:{start}..{end}",
+            {"rebates": len(rows)},
+        ),
+    )
+    return [StatementLine(m, d, p, units, amount) for (m, d, p), (units, amount) in sorted(totals.items())]

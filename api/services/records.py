@@ -11,7 +11,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -19,9 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from adjudication import Adjudication, Part
 from api.auth import Principal
+from api.crypto.envelope import FieldCipher, Place
+from api.crypto.tenants import insurer_tenant
 from api.db import models
 from api.ids import uuid7
-from api.services import access
+from api.services import access, audit
 
 Row = dict[str, Any]
 
@@ -83,10 +85,12 @@ class LineView:
 
 @dataclass(frozen=True, slots=True)
 class RebateView:
+    """A rebate; `amount_fen` is None (masked) unless the caller may read the insurer's prices."""
+
     line: int
     drug: str
     insurer: str
-    amount_fen: int
+    amount_fen: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +118,7 @@ class SettlementView:
     funds: tuple[FundShareView, ...]
     lines: tuple[LineView, ...]
     rebates: tuple[RebateView, ...] = ()
-    """Only those the caller may see (see access.rebates); a fresh settlement shows none."""
+    """Read back from storage (a fresh settlement, shown to the institution, lists none)."""
 
 
 def _reasons(stored: Iterable[Mapping[str, str]]) -> tuple[ReasonView, ...]:
@@ -285,9 +289,18 @@ def rows_for(
 
 
 async def read_settlements(
-    session: AsyncSession, principal: Principal, ids: Sequence[uuid.UUID]
+    session: AsyncSession,
+    cipher: FieldCipher,
+    principal: Principal,
+    ids: Sequence[uuid.UUID],
+    disclosures: list[audit.AuditRecord],
 ) -> dict[uuid.UUID, SettlementView]:
-    """Stored settlements by id that `principal` may see, children loaded one query per table."""
+    """Stored settlements by id that `principal` may see, children loaded one query per table.
+
+    Rebates are decrypted only for the callers who may read their insurer's prices (each such
+    decryption is added to `disclosures`, for the caller to audit); for everyone else their
+    amounts are masked.
+    """
     if not ids:
         return {}
     settlements = models.Settlement.__table__
@@ -315,15 +328,28 @@ async def read_settlements(
             getattr(rows[child["settlement_id"]], attribute).append(dict(child))
     rebates = models.SettlementRebate.__table__
     shown: dict[uuid.UUID, list[RebateView]] = defaultdict(list)
+    decrypted: list[str] = []
     for rebate in (
-        await session.execute(
-            select(rebates)
-            .where(rebates.c.settlement_id.in_(rows), access.rebates(principal))
-            .order_by(rebates.c.line_index)
-        )
+        await session.execute(select(rebates).where(rebates.c.settlement_id.in_(rows)).order_by(rebates.c.line_index))
     ).mappings():
+        amount = None
+        if access.may_read_price(principal, rebate["insurer_code"]):
+            place = Place("settlement_rebates", "amount_ct", rebate["id"], insurer_tenant(rebate["insurer_code"]))
+            amount = await cipher.decrypt_amount(place, rebate["amount_ct"], session)
+            decrypted.append(str(rebate["id"]))
         shown[rebate["settlement_id"]].append(
-            RebateView(rebate["line_index"], rebate["drug_code"], rebate["insurer_code"], rebate["amount_fen"])
+            RebateView(rebate["line_index"], rebate["drug_code"], rebate["insurer_code"], amount)
+        )
+    if decrypted:
+        disclosures.append(
+            audit.AuditRecord(
+                audit.Actor.of(principal),
+                "decrypt settlement_rebates.amount_ct",
+                "allowed",
+                datetime.now(UTC),
+                f"settlements:{','.join(sorted({str(i) for i in rows}))}"[:200],
+                {"rebates": decrypted},
+            ),
         )
     return {
         settlement_id: replace(view(record, person[settlement_id]), rebates=tuple(shown[settlement_id]))

@@ -23,14 +23,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adjudication import Accumulator, Adjudication, ErrorCode, InputError, ReasonCode, adjudicate
 from api.auth import INSTITUTION_ROLES, Principal
+from api.crypto.envelope import FieldCipher, Place
+from api.crypto.tenants import insurer_tenant
 from api.db import models
 from api.db.statements import LockTimeout, advisory_key, insert_missing, lock_key
 from api.errors import ServiceError
 from api.ids import uuid7
 from api.services import access, audit, ledger
-from api.services.facts import Facts, VersionCache, load_facts
+from api.services.facts import Facts, load_facts
 from api.services.records import Row, SettlementRows, SettlementView, read_settlements, rows_for, view
 from api.services.requests import ClaimRequest
+from api.services.runtime import Runtime
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,41 +82,32 @@ async def authorize_claims(
         await audit.refuse(sessions, principal, action, error, now, institution)
 
 
-async def pre_settle(
-    sessions: async_sessionmaker[AsyncSession],
-    principal: Principal,
-    request: ClaimRequest,
-    cache: VersionCache,
-    now: datetime,
-) -> SettlementView:
+async def pre_settle(runtime: Runtime, principal: Principal, request: ClaimRequest) -> SettlementView:
     """The full split as it would settle now, pool draws included; nothing is written."""
-    await authorize_claims(sessions, principal, "preSettle", request.institution, now, "claim.institution")
-    async with sessions() as session:  # never committed: closing the session rolls back
-        decision = await _decide(session, request, cache, now, lock=False)
+    now = runtime.clock()
+    await authorize_claims(runtime.sessions, principal, "preSettle", request.institution, now, "claim.institution")
+    async with runtime.sessions() as session:  # never committed: closing the session rolls back
+        decision = await _decide(session, runtime, request, now, lock=False)
+    await audit.append_alone(runtime.sessions, *decision.facts.disclosures)
     return view(decision.rows, request.person)
 
 
-async def settle(
-    sessions: async_sessionmaker[AsyncSession],
-    principal: Principal,
-    request: ClaimRequest,
-    cache: VersionCache,
-    now: datetime,
-    key_wait_ms: int,
-) -> SettlementView:
+async def settle(runtime: Runtime, principal: Principal, request: ClaimRequest) -> SettlementView:
     """Settle a claim once. The same serial with the same body returns the first settlement and
     writes nothing; with another body it is refused (IDEMPOTENCY_CONFLICT). A copy that arrives
     while the first is in flight waits up to `key_wait_ms` for it, then answers IN_PROGRESS.
     """
-    await authorize_claims(sessions, principal, "settle", request.institution, now, "claim.institution")
+    now = runtime.clock()
+    await authorize_claims(runtime.sessions, principal, "settle", request.institution, now, "claim.institution")
     digest = request.digest()
-    async with sessions() as session:  # any refusal leaves by an exception: nothing is committed
-        await _lock_serial(session, request.institution, request.serial, key_wait_ms)
-        existing = await _existing(session, principal, request, digest)
+    async with runtime.sessions() as session:  # any refusal leaves by an exception: nothing is committed
+        await _lock_serial(session, request.institution, request.serial, runtime.key_wait_ms)
+        existing = await _existing(session, runtime, principal, request, digest)
         if existing is not None:
             return existing
-        decision = await _decide(session, request, cache, now, lock=True)
-        await _write(session, request, decision, now)
+        decision = await _decide(session, runtime, request, now, lock=True)
+        await _write(session, runtime, request, decision, now)
+        await audit.append(session, *decision.facts.disclosures)
         await audit.append(
             session,
             audit.AuditRecord(
@@ -141,7 +135,7 @@ async def _lock_serial(session: AsyncSession, institution: str, serial: str, wai
 
 
 async def _existing(
-    session: AsyncSession, principal: Principal, request: ClaimRequest, digest: str
+    session: AsyncSession, runtime: Runtime, principal: Principal, request: ClaimRequest, digest: str
 ) -> SettlementView | None:
     settlements = models.Settlement.__table__
     row = (
@@ -174,13 +168,17 @@ async def _existing(
             "claim.serial",
             {"settlementId": str(row.id)},
         )
-    return (await read_settlements(session, principal, [row.id]))[row.id]
+    disclosures: list[audit.AuditRecord] = []
+    found = await read_settlements(session, runtime.cipher, principal, [row.id], disclosures)
+    await audit.append(session, *disclosures)
+    await session.commit()  # only the audit of what was read back: the replay itself writes nothing
+    return found[row.id]
 
 
 async def _decide(
-    session: AsyncSession, request: ClaimRequest, cache: VersionCache, now: datetime, *, lock: bool
+    session: AsyncSession, runtime: Runtime, request: ClaimRequest, now: datetime, *, lock: bool
 ) -> Decision:
-    facts = await load_facts(session, request, cache)
+    facts = await load_facts(session, request, runtime.cache, runtime.cipher)
     plan_codes = sorted(plan.plan.id for plan in facts.plans if plan.plan.in_kind is None)
     drugs = {line.drug for line in request.lines}
     drugs |= {plan.plan.in_kind.drug for plan in facts.plans if plan.plan.in_kind is not None}
@@ -298,7 +296,9 @@ async def _pools(session: AsyncSession, institution: str, payers: Sequence[str],
     return {row["payer_code"]: dict(row) for row in (await session.execute(statement)).mappings()}
 
 
-async def _write(session: AsyncSession, request: ClaimRequest, decision: Decision, now: datetime) -> None:
+async def _write(
+    session: AsyncSession, runtime: Runtime, request: ClaimRequest, decision: Decision, now: datetime
+) -> None:
     result, rows = decision.result, decision.rows
     accumulators = models.Accumulator.__table__
     changed = [
@@ -362,10 +362,20 @@ async def _write(session: AsyncSession, request: ClaimRequest, decision: Decisio
         (models.SettlementPayer.__table__, rows.payers),
         (models.SettlementLinePayment.__table__, rows.payments),
         (models.SettlementAccumulatorChange.__table__, rows.changes),
-        (models.SettlementRebate.__table__, rows.rebates),
+        (models.SettlementRebate.__table__, await _sealed_rebates(session, runtime.cipher, rows.rebates)),
         (models.LedgerEntry.__table__, transaction.rows()),
     ):
         await _insert(session, table, records)
+
+
+async def _sealed_rebates(session: AsyncSession, cipher: FieldCipher, rebates: Sequence[Row]) -> list[Row]:
+    """Rebates derive from the confidential price: each is encrypted under its insurer's keys."""
+    sealed = []
+    for rebate in rebates:
+        place = Place("settlement_rebates", "amount_ct", rebate["id"], insurer_tenant(rebate["insurer_code"]))
+        clear = {key: value for key, value in rebate.items() if key != "amount_fen"}
+        sealed.append(clear | {"amount_ct": await cipher.encrypt_amount(session, place, rebate["amount_fen"])})
+    return sealed
 
 
 async def _insert(session: AsyncSession, table: Any, records: Sequence[Row]) -> None:
@@ -392,17 +402,11 @@ class ReversalTarget:
     serial: str | None = None
 
 
-async def reverse(
-    sessions: async_sessionmaker[AsyncSession],
-    principal: Principal,
-    target: ReversalTarget,
-    reason: str,
-    now: datetime,
-    key_wait_ms: int,
-) -> Reversal:
+async def reverse(runtime: Runtime, principal: Principal, target: ReversalTarget, reason: str) -> Reversal:
     """Reverse a settlement in full: opposite ledger entries, pool draws returned, exactly what it
     added to the accumulators and units subtracted. Later settlements are listed, not re-adjudicated.
     """
+    now, sessions = runtime.clock(), runtime.sessions
     await authorize_claims(sessions, principal, "reverseSettlement", target.institution, now, "input.institution")
     if not reason.strip():
         raise ServiceError(ErrorCode.MISSING_FIELD, "a reversal states its reason", "input.reason")
@@ -412,7 +416,7 @@ async def reverse(
         if target.settlement_id is not None:
             where = (settlements.c.id == target.settlement_id) & access.settlements(principal)
         elif target.institution and target.serial:
-            await _lock_serial(session, target.institution, target.serial, key_wait_ms)
+            await _lock_serial(session, target.institution, target.serial, runtime.key_wait_ms)
             where = (
                 (settlements.c.institution_code == target.institution)
                 & (settlements.c.serial == target.serial)
@@ -475,7 +479,9 @@ async def reverse(
             )
         ).all()
         later_ids = [row.id for row in later if row.visible]
-        shown = await read_settlements(session, principal, [settlement["id"], *later_ids])
+        disclosures: list[audit.AuditRecord] = []
+        shown = await read_settlements(session, runtime.cipher, principal, [settlement["id"], *later_ids], disclosures)
+        await audit.append(session, *disclosures)
         await session.commit()
     return Reversal(shown[settlement["id"]], False, tuple(shown[i] for i in later_ids), len(later) - len(later_ids))
 

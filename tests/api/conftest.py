@@ -94,7 +94,12 @@ async def database_url(databases: Databases, backend: str) -> str:
 
 def settings_for(database_url: str, tokens: Tokens, mode: Mode = Mode.DEVELOPMENT) -> Settings:
     return Settings(
-        database_url=database_url, mode=mode, demo_data=False, key_wait_ms=KEY_WAIT_MS, keys_dir=tokens.keys_dir
+        database_url=database_url,
+        mode=mode,
+        demo_data=False,
+        key_wait_ms=KEY_WAIT_MS,
+        keys_dir=tokens.keys_dir,
+        keyring_dir=tokens.keyring_dir,
     )
 
 

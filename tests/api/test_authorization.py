@@ -60,6 +60,8 @@ EXPECTED: dict[str, dict[str, str]] = {
     "settlementBySerial": CLAIM_READERS,
     "settlements": CLAIM_READERS,
     "person": {"hospital": "own", "pharmacy": "own", "supervisor": "own", "admin": "all"},
+    "personByIdNumber": {"hospital": "own", "pharmacy": "own", "supervisor": "own", "admin": "all"},
+    "rebateStatement": {"insurer": "own"},
     "institution": {
         "hospital": "own",
         "pharmacy": "own",
@@ -225,6 +227,8 @@ SETTLEMENT_BY_ID = "query($id: ID!) { settlement(id: $id) { id } }"
 BY_SERIAL = "query($i: String!, $s: String!) { settlementBySerial(institution: $i, serial: $s) { id } }"
 LISTED = "query { settlements(first: 100) { edges { node { id } } } }"
 PERSON = "query($p: String!) { person(psnNo: $p) { psnNo } }"
+BY_ID_NUMBER = "query($n: String!) { personByIdNumber(idNumber: $n) { psnNo } }"
+STATEMENT = 'query($i: String) { rebateStatement(start: "2026-01-01", end: "2026-12-31", insurer: $i) { drug } }'
 INSTITUTION = "query($c: String!) { institution(code: $c) { code } }"
 PLANS = "query($r: String!) { plans(region: $r) { plan } }"
 CATALOGUE = 'query($r: String!) { commercialCatalogue(region: $r, onDate: "2026-06-01") { drug insurer } }'
@@ -275,6 +279,26 @@ async def probe_person(world: World, role: str) -> tuple[Verdict, Verdict]:
     return (
         await read_verdict(caller, PERSON, {"p": MEMBER}, "person"),
         await read_verdict(caller, PERSON, {"p": ELSEWHERE}, "person"),
+    )
+
+
+async def probe_by_id_number(world: World, role: str) -> tuple[Verdict, Verdict]:
+    caller = world.caller(role)
+    return (
+        await read_verdict(caller, BY_ID_NUMBER, {"n": "310101198001010012"}, "personByIdNumber"),
+        await read_verdict(caller, BY_ID_NUMBER, {"n": "320101198504040048"}, "personByIdNumber"),
+    )
+
+
+async def probe_statement(world: World, role: str) -> tuple[Verdict, Verdict]:
+    caller = world.caller(role)
+
+    def lists(data: Any) -> bool:
+        return bool(data)
+
+    return (
+        await read_verdict(caller, STATEMENT, {"i": None}, "rebateStatement", lists),
+        await read_verdict(caller, STATEMENT, {"i": "INS-B"}, "rebateStatement", lists),
     )
 
 
@@ -393,6 +417,8 @@ PROBES: dict[str, Probe] = {
     "settlementBySerial": probe_by_serial,
     "settlements": probe_listed,
     "person": probe_person,
+    "personByIdNumber": probe_by_id_number,
+    "rebateStatement": probe_statement,
     "institution": probe_institution,
     "plans": probe_plans,
     "commercialCatalogue": probe_catalogue,

@@ -132,7 +132,8 @@ def test_an_issuer_file_holding_a_private_key_is_refused(tmp_path: Path) -> None
 
 
 PERSON = f'query {{ person(psnNo: "{MEMBER}") {{ psnNo name idNumber }} }}'
-PRICES = 'query { commercialCatalogue(region: "310100", onDate: "2026-06-01") { drug insurer settlementPrice } }'
+PRICES = """query { commercialCatalogue(region: "310100", onDate: "2026-06-01") {
+  drug insurer settlementPrice { value disclosure } } }"""
 
 
 async def fields(caller: Service, query: str, field: str) -> tuple[Any, set[str]]:
@@ -149,7 +150,9 @@ async def test_personal_data_is_shown_only_to_roles_that_need_it(service: Servic
     assert (supervisor["idNumber"], supervisor_codes) == ("310101198001010012", set())
 
 
-async def test_a_confidential_price_is_read_by_its_insurer_and_by_price_auditors_only(service: Service) -> None:
+async def test_a_confidential_price_is_clear_for_its_insurer_and_price_auditors_and_masked_for_others(
+    service: Service,
+) -> None:
     tokens = service.tokens
     readers = {
         "INS-A": service.as_(tokens.payer("insurer", "INS-A")),
@@ -159,24 +162,26 @@ async def test_a_confidential_price_is_read_by_its_insurer_and_by_price_auditors
     }
     seen = {name: await fields(caller, PRICES, "commercialCatalogue") for name, caller in readers.items()}
 
-    assert seen["INS-A"] == ([{"drug": CAR_T, "insurer": "INS-A", "settlementPrice": "98000.00"}], set())
+    clear = {"value": "98000.00", "disclosure": "CLEAR"}
+    masked = {"value": None, "disclosure": "MASKED"}
+    assert seen["INS-A"] == ([{"drug": CAR_T, "insurer": "INS-A", "settlementPrice": clear}], set())
     assert seen["auditor"] == seen["INS-A"]
-    assert seen["supervisor"] == ([{"drug": CAR_T, "insurer": "INS-A", "settlementPrice": None}], {"FORBIDDEN"})
+    assert seen["supervisor"] == ([{"drug": CAR_T, "insurer": "INS-A", "settlementPrice": masked}], set())
     assert seen["admin"] == seen["supervisor"]
     assert seen["INS-A"] != (await fields(service.as_(tokens.payer("insurer", "INS-B")), PRICES, "commercialCatalogue"))
 
 
-async def test_a_rebate_is_shown_to_its_insurer_only(service: Service) -> None:
+async def test_a_rebate_is_clear_for_its_insurer_only(service: Service) -> None:
     car_t = claim("R-1", diagnoses=("C83.3",), lines=[{"drug": CAR_T, "quantity": 1, "unitPrice": "120000.00"}])
     settled = (await service.graphql(SETTLE, {"claim": car_t}))["settle"]
-    query = f'query {{ settlement(id: "{settled["id"]}") {{ rebates {{ insurer amount }} }} }}'
+    query = f'query {{ settlement(id: "{settled["id"]}") {{ rebates {{ insurer amount {{ value disclosure }} }} }} }}'
 
     by_insurer = (await service.as_(service.tokens.payer("insurer", "INS-A")).graphql(query))["settlement"]
     by_hospital = (await service.graphql(query))["settlement"]
     by_auditor = (await service.as_(service.tokens.supervisor(grants=("price_audit",))).graphql(query))["settlement"]
 
-    assert by_insurer["rebates"] == [{"insurer": "INS-A", "amount": "22000.00"}]
-    assert by_hospital["rebates"] == []
+    assert by_insurer["rebates"] == [{"insurer": "INS-A", "amount": {"value": "22000.00", "disclosure": "CLEAR"}}]
+    assert by_hospital["rebates"] == [{"insurer": "INS-A", "amount": {"value": None, "disclosure": "MASKED"}}]
     assert by_auditor["rebates"] == by_insurer["rebates"]
 
 

@@ -15,6 +15,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 
+from api.crypto.keyring import FileKeyring
+from api.crypto.suites import Suite
 from tests.api.documents import HOSPITAL, PHARMACY, REGION
 
 ISSUER = "https://idp.test.example"
@@ -34,7 +36,13 @@ class Tokens:
         public.update(kid=KEY_ID, alg="EdDSA")
         (keys_dir / "issuers").mkdir(parents=True)
         (keys_dir / "issuers" / "test.json").write_text(json.dumps({"issuer": ISSUER, "keys": [public]}))
+        FileKeyring(keys_dir / "keyring", Suite.AES_256_GCM, create_missing=True).index_key()
         return cls(keys_dir, key)
+
+    @property
+    def keyring_dir(self) -> Path:
+        """The tests' field-encryption keyring (created here, so that production mode finds it)."""
+        return self.keys_dir / "keyring"
 
     def claims(self, role: str, org: str, **overrides: Any) -> dict[str, Any]:
         now = int(time.time())

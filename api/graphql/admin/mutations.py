@@ -27,7 +27,7 @@ class AdminMutations:
     async def load_document(self, info: Info, document: JSON) -> LoadResult:
         context = info.context
         try:
-            summary = await loading.load_document(context.sessions, context.principal, document, context.clock())
+            summary = await loading.load_document(context.runtime, context.principal, document)
         except ServiceError as error:
             return error_from(error)
         return LoadSummary(**{name: getattr(summary, name) for name in LoadSummary.__annotations__})
@@ -40,8 +40,8 @@ class AdminMutations:
         grant = {"reference": reference, "payer": payer, "institution": institution, "amount": amount}
         document = {"grants": [grant | ({"note": note} if note else {})]}
         try:
-            await loading.load_document(context.sessions, context.principal, document, context.clock())
+            await loading.load_document(context.runtime, context.principal, document)
         except ServiceError as error:
             return error_from(error)
-        pools = await queries.pools(context.sessions, context.principal, institution)
+        pools = await queries.pools(context.runtime.sessions, context.principal, institution)
         return next(pool_type(pool) for pool in pools if pool["payer_code"] == payer)

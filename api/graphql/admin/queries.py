@@ -1,17 +1,21 @@
-"""Plans and the commercial catalogue, as each caller may see them."""
+"""Plans, the commercial catalogue, and an insurer's rebate statement, as each caller may see them."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from typing import Any
 
 import strawberry
 from strawberry.scalars import JSON
 
+from api.crypto.envelope import Place
+from api.crypto.tenants import insurer_tenant
+from api.graphql.confidential import ConfidentialAmount
 from api.graphql.context import Info
-from api.graphql.permissions import CatalogueReaders, MayReadPrice, PlanReaders
+from api.graphql.permissions import CatalogueReaders, PlanReaders, RebateReaders
 from api.graphql.scalars import Yuan
-from api.services import queries
+from api.services import access, audit, queries
 
 
 @strawberry.type(description="One version of a payer's plan; `definition` is the plan object of SCENARIO.md.")
@@ -29,14 +33,36 @@ class PlanVersion:
 class CatalogueEntry:
     drug: str
     insurer: str
-    _price_fen: strawberry.Private[int]
+    _id: strawberry.Private[uuid.UUID]
+    _ciphertext: strawberry.Private[bytes]
 
-    @strawberry.field(
-        description="The negotiated settlement price per unit: confidential, for its insurer and price auditors.",
-        permission_classes=[MayReadPrice],
-    )
-    def settlement_price(self) -> Yuan | None:
-        return Yuan(self._price_fen)
+    @strawberry.field(description="The negotiated settlement price per unit: clear for its insurer and price auditors.")
+    async def settlement_price(self, info: Info) -> ConfidentialAmount:
+        context = info.context
+        if not access.may_read_price(context.principal, self.insurer):
+            return ConfidentialAmount.of(None)
+        place = Place("commercial_entries", "settlement_price_ct", self._id, insurer_tenant(self.insurer))
+        amount = await context.runtime.cipher.decrypt_amount(place, self._ciphertext)
+        await audit.append_alone(
+            context.runtime.sessions,
+            audit.AuditRecord(
+                audit.Actor.of(context.principal),
+                "decrypt commercial_entries.settlement_price_ct",
+                "allowed",
+                context.runtime.clock(),
+                f"commercial_entry:{self._id}",
+            ),
+        )
+        return ConfidentialAmount.of(amount)
+
+
+@strawberry.type(description="What a manufacturer owes an insurer for one drug in one month of service.")
+class RebateStatementLine:
+    manufacturer: str
+    drug: str
+    period: str = strawberry.field(description="The month of service, YYYY-MM.")
+    units: int
+    amount: Yuan
 
 
 def _plan(row: dict[str, Any]) -> PlanVersion:
@@ -60,7 +86,7 @@ class CatalogueQueries:
     async def plans(
         self, info: Info, region: str | None = None, on_date: date | None = None
     ) -> list[PlanVersion] | None:
-        rows = await queries.plans(info.context.sessions, info.context.principal, region, on_date)
+        rows = await queries.plans(info.context.runtime.sessions, info.context.principal, region, on_date)
         return [_plan(row) for row in rows]
 
     @strawberry.field(
@@ -68,8 +94,37 @@ class CatalogueQueries:
         permission_classes=[CatalogueReaders],
     )
     async def commercial_catalogue(self, info: Info, region: str, on_date: date) -> list[CatalogueEntry] | None:
-        rows = await queries.catalogue(info.context.sessions, info.context.principal, region, on_date)
+        rows = await queries.catalogue(info.context.runtime.sessions, info.context.principal, region, on_date)
         return [
-            CatalogueEntry(drug=row["drug_code"], insurer=row["insurer_code"], _price_fen=row["settlement_price_fen"])
+            CatalogueEntry(
+                drug=row["drug_code"],
+                insurer=row["insurer_code"],
+                _id=row["id"],
+                _ciphertext=row["settlement_price_ct"],
+            )
             for row in rows
+        ]
+
+    @strawberry.field(
+        description="What manufacturers owe an insurer (yours, or any with the price-audit grant), per drug and month.",
+        permission_classes=[RebateReaders],
+    )
+    async def rebate_statement(
+        self, info: Info, start: date, end: date, insurer: str | None = None
+    ) -> list[RebateStatementLine] | None:
+        context = info.context
+        principal = context.principal
+        insurer = insurer or principal.org
+        if not access.may_read_price(principal, insurer):
+            return []  # another insurer's statement reads as empty: it is not yours
+        lines = await queries.rebate_statement(context.runtime, principal, insurer, start, end)
+        return [
+            RebateStatementLine(
+                manufacturer=line.manufacturer,
+                drug=line.drug,
+                period=line.period,
+                units=line.units,
+                amount=Yuan(line.amount_fen),
+            )
+            for line in lines
         ]

@@ -92,9 +92,7 @@ class SettlementMutations:
     async def pre_settle(self, info: Info, claim: ClaimInput) -> PreSettleResult:
         context = info.context
         try:
-            view = await settlement_service.pre_settle(
-                context.sessions, context.principal, _request(claim), context.cache, context.clock()
-            )
+            view = await settlement_service.pre_settle(context.runtime, context.principal, _request(claim))
         except ServiceError as error:
             return error_from(error)
         return settlement_type(view, pre_settled=True)
@@ -103,14 +101,7 @@ class SettlementMutations:
     async def settle(self, info: Info, claim: ClaimInput) -> SettleResult:
         context = info.context
         try:
-            view = await settlement_service.settle(
-                context.sessions,
-                context.principal,
-                _request(claim),
-                context.cache,
-                context.clock(),
-                context.settings.key_wait_ms,
-            )
+            view = await settlement_service.settle(context.runtime, context.principal, _request(claim))
         except ServiceError as error:
             return error_from(error)
         return settlement_type(view)
@@ -127,9 +118,7 @@ class SettlementMutations:
                 return error_from(missing)
         target = settlement_service.ReversalTarget(settlement_id, input.institution, input.serial)
         try:
-            reversal = await settlement_service.reverse(
-                context.sessions, context.principal, target, input.reason, context.clock(), context.settings.key_wait_ms
-            )
+            reversal = await settlement_service.reverse(context.runtime, context.principal, target, input.reason)
         except ServiceError as error:
             return error_from(error)
         return Reversal(

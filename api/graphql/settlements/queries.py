@@ -35,7 +35,7 @@ class SettlementQueries:
         settlement_id = _uuid(id)
         if settlement_id is None:
             return None
-        found = await queries.settlement(info.context.sessions, info.context.principal, settlement_id)
+        found = await queries.settlement(info.context.runtime, info.context.principal, settlement_id)
         return None if found is None else settlement_type(found)
 
     @strawberry.field(
@@ -43,7 +43,7 @@ class SettlementQueries:
     )
     async def settlement_by_serial(self, info: Info, institution: str, serial: str) -> Settlement | None:
         context = info.context
-        found = await queries.settlement_by_serial(context.sessions, context.principal, institution, serial)
+        found = await queries.settlement_by_serial(context.runtime, context.principal, institution, serial)
         return None if found is None else settlement_type(found)
 
     @strawberry.field(
@@ -55,7 +55,7 @@ class SettlementQueries:
         where = filter or SettlementFilter()
         try:
             page = await queries.settlements(
-                info.context.sessions,
+                info.context.runtime,
                 info.context.principal,
                 queries.SettlementFilter(
                     institution=where.institution,

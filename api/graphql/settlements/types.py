@@ -11,6 +11,7 @@ import strawberry
 
 from adjudication import ReasonCode as DomainReasonCode
 from adjudication import Visit as DomainVisit
+from api.graphql.confidential import ConfidentialAmount
 from api.graphql.scalars import Yuan
 from api.services.records import FundShareView, LineView, ReasonView, SettlementView
 
@@ -85,7 +86,7 @@ class Rebate:
     line: int
     drug: str
     insurer: str
-    amount: Yuan
+    amount: ConfidentialAmount
 
 
 @strawberry.type
@@ -104,7 +105,7 @@ class Settlement:
     reversal_reason: str | None
     explanation: ExplanationOfBenefits
     rebates: list[Rebate] = strawberry.field(
-        description="Manufacturers' rebates on this claim: shown to their insurer and to price auditors only."
+        description="Manufacturers' rebates on this claim: amounts in clear for their insurer and price auditors."
     )
 
 
@@ -159,7 +160,10 @@ def settlement_type(view: SettlementView, *, pre_settled: bool = False) -> Settl
         settled_at=None if pre_settled else view.settled_at,
         reversed_at=view.reversed_at,
         reversal_reason=view.reversal_reason,
-        rebates=[Rebate(line=r.line, drug=r.drug, insurer=r.insurer, amount=r.amount_fen) for r in view.rebates],
+        rebates=[
+            Rebate(line=r.line, drug=r.drug, insurer=r.insurer, amount=ConfidentialAmount.of(r.amount_fen))
+            for r in view.rebates
+        ],
         explanation=ExplanationOfBenefits(
             total=view.total_fen,
             out_of_scope=view.out_of_scope_fen,

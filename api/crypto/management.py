@@ -1,0 +1,119 @@
+"""Opening the keyring from the settings, and the key life-cycle behind `settle keys`:
+
+rotate [--tenant T]   a new active master key per tenant; new data keys are wrapped by it
+rewrap [--batch N]    re-wrap data keys under their tenant's active master key, N per short
+                      transaction, while the service keeps running (ciphertexts untouched)
+retire KEY_ID         refused while any data key is still wrapped by KEY_ID
+destroy KEY_ID        crypto-shredding: everything under KEY_ID becomes unreadable
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.crypto.envelope import _wrap_associated
+from api.crypto.keyring import FileKeyring, KeyringError, KeyState, MasterKey, MasterKeyProvider
+from api.crypto.suites import Suite, require
+from api.db import models
+from api.settings import Settings
+
+
+def open_keyring(settings: Settings) -> MasterKeyProvider:
+    """The configured provider. The file keyring generates keys on first use in development only."""
+    suite = Suite.from_label(settings.cipher_suite)
+    require(suite)
+    if settings.keyring != "file":
+        module, _, factory = settings.keyring.partition(":")
+        provider: MasterKeyProvider = getattr(importlib.import_module(module), factory)(settings)
+        if provider.suite is not suite:
+            raise KeyringError(f"the keyring provider uses {provider.suite.label}, the settings say {suite.label}")
+        return provider
+    directory = settings.keyring_dir
+    if directory is None:
+        if not settings.development:
+            raise KeyringError("production needs SETTLE_KEYRING_DIR (a mounted secret folder) or a KMS provider")
+        directory = settings.keys_dir / "dev" / "keyring"
+    return FileKeyring(directory, suite, create_missing=settings.development)
+
+
+async def tenants(sessions: async_sessionmaker[AsyncSession], keyring: MasterKeyProvider) -> list[str]:
+    """Every tenant that has a master key or a data key."""
+    async with sessions() as session:
+        stored = set((await session.execute(select(models.DataKey.tenant).distinct())).scalars())
+    return sorted(stored | {key.tenant for key in keyring.master_keys()})
+
+
+def rotate(keyring: MasterKeyProvider, tenants: Sequence[str]) -> list[MasterKey]:
+    return [keyring.create(tenant) for tenant in tenants]
+
+
+async def rewrap(sessions: async_sessionmaker[AsyncSession], keyring: MasterKeyProvider, batch: int = 500) -> int:
+    """Re-wrap every data key not under its tenant's active master key; returns how many.
+
+    Each batch is one short transaction that locks only its data-key rows (FOR UPDATE, SKIP
+    LOCKED on PostgreSQL), so settlements and concurrent rewrappers carry on.
+    """
+    table = models.DataKey.__table__
+    done = 0
+    while True:
+        async with sessions() as session:
+            candidates = (
+                await session.execute(
+                    select(table.c.id, table.c.tenant, table.c.master_key_id, table.c.wrapped)
+                    .order_by(table.c.id)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            stale = []
+            for row in candidates:
+                active = keyring.active(row.tenant)
+                if active is not None and row.master_key_id != active.key_id:
+                    stale.append((row, active.key_id))
+                if len(stale) == batch:
+                    break
+            if not stale:
+                return done
+            now = datetime.now(UTC)
+            for row, active_id in stale:
+                associated = _wrap_associated(row.id, row.tenant)
+                material = keyring.unwrap(row.master_key_id, row.wrapped, associated)
+                await session.execute(
+                    update(table)
+                    .where(table.c.id == row.id)
+                    .values(
+                        master_key_id=active_id, wrapped=keyring.wrap(active_id, material, associated), rewrapped_at=now
+                    )
+                )
+            await session.commit()
+            done += len(stale)
+
+
+async def dependants(sessions: async_sessionmaker[AsyncSession], key_id: str) -> int:
+    table = models.DataKey.__table__
+    async with sessions() as session:
+        count: int = (
+            await session.execute(select(func.count()).select_from(table).where(table.c.master_key_id == key_id))
+        ).scalar_one()
+        return count
+
+
+async def retire(sessions: async_sessionmaker[AsyncSession], keyring: MasterKeyProvider, key_id: str) -> None:
+    if keyring.state(key_id) is None:
+        raise KeyringError(f"master key {key_id} is not in the keyring")
+    if keyring.state(key_id) is KeyState.ACTIVE:
+        raise KeyringError(f"master key {key_id} is its tenant's active key: rotate first")
+    remaining = await dependants(sessions, key_id)
+    if remaining:
+        raise KeyringError(f"master key {key_id} still wraps {remaining} data keys: run `settle keys rewrap` first")
+    keyring.set_state(key_id, KeyState.RETIRED)
+
+
+def destroy(keyring: MasterKeyProvider, key_id: str) -> None:
+    if keyring.state(key_id) is None:
+        raise KeyringError(f"master key {key_id} is not in the keyring")
+    keyring.destroy(key_id)
