@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.crypto.envelope import _wrap_associated
@@ -59,36 +59,42 @@ async def rewrap(sessions: async_sessionmaker[AsyncSession], keyring: MasterKeyP
     LOCKED on PostgreSQL), so settlements and concurrent rewrappers carry on.
     """
     table = models.DataKey.__table__
+    active = {key.tenant: key.key_id for key in keyring.master_keys() if key.state is KeyState.ACTIVE}
     done = 0
     while True:
         async with sessions() as session:
-            candidates = (
+            rows = (
                 await session.execute(
                     select(table.c.id, table.c.tenant, table.c.master_key_id, table.c.wrapped)
+                    .where(table.c.tenant.in_(sorted(active)), table.c.master_key_id.not_in(sorted(active.values())))
                     .order_by(table.c.id)
+                    .limit(batch)
                     .with_for_update(skip_locked=True)
                 )
             ).all()
-            stale = []
-            for row in candidates:
-                active = keyring.active(row.tenant)
-                if active is not None and row.master_key_id != active.key_id:
-                    stale.append((row, active.key_id))
-                if len(stale) == batch:
-                    break
+            stale = [(row, active[row.tenant]) for row in rows]
             if not stale:
                 return done
             now = datetime.now(UTC)
+            changes = []
             for row, active_id in stale:
                 associated = _wrap_associated(row.id, row.tenant)
                 material = keyring.unwrap(row.master_key_id, row.wrapped, associated)
-                await session.execute(
-                    update(table)
-                    .where(table.c.id == row.id)
-                    .values(
-                        master_key_id=active_id, wrapped=keyring.wrap(active_id, material, associated), rewrapped_at=now
-                    )
+                changes.append(
+                    {
+                        "key": row.id,
+                        "master": active_id,
+                        "blob": keyring.wrap(active_id, material, associated),
+                        "at": now,
+                    }
                 )
+            await session.execute(
+                update(table)
+                .where(table.c.id == bindparam("key"))
+                .values(master_key_id=bindparam("master"), wrapped=bindparam("blob"), rewrapped_at=bindparam("at"))
+                .execution_options(synchronize_session=False),
+                changes,
+            )
             await session.commit()
             done += len(stale)
 

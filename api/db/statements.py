@@ -15,6 +15,16 @@ def is_postgresql(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+MAX_PARAMETERS = 30_000
+"""Below PostgreSQL's 32,767 bind parameters per statement (SQLite allows more)."""
+
+
+def chunks(rows: Sequence[Any], width: int = 1) -> list[Sequence[Any]]:
+    """`rows` in groups small enough for one statement each (`width` parameters per row)."""
+    size = max(1, MAX_PARAMETERS // max(1, width))
+    return [rows[start : start + size] for start in range(0, len(rows), size)]
+
+
 async def insert_missing(
     session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
 ) -> None:
@@ -22,8 +32,9 @@ async def insert_missing(
     if not rows:
         return
     dialect = postgresql if is_postgresql(session) else sqlite
-    statement = dialect.insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=list(keys))
-    await session.execute(statement)
+    for group in chunks(rows, len(rows[0])):
+        statement = dialect.insert(table).values(list(group)).on_conflict_do_nothing(index_elements=list(keys))
+        await session.execute(statement)
 
 
 def advisory_key(*parts: str) -> int:
@@ -65,9 +76,10 @@ async def upsert(session: AsyncSession, table: Table, rows: Sequence[dict[str, A
     if not rows:
         return
     dialect = postgresql if is_postgresql(session) else sqlite
-    statement = dialect.insert(table).values(list(rows))
     changing = [name for name in rows[0] if name not in keys and name != "id"]
-    statement = statement.on_conflict_do_update(
-        index_elements=list(keys), set_={name: statement.excluded[name] for name in changing}
-    )
-    await session.execute(statement)
+    for group in chunks(rows, len(rows[0])):
+        statement = dialect.insert(table).values(list(group))
+        statement = statement.on_conflict_do_update(
+            index_elements=list(keys), set_={name: statement.excluded[name] for name in changing}
+        )
+        await session.execute(statement)

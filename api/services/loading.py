@@ -44,7 +44,7 @@ from api.auth import Principal
 from api.crypto.envelope import FieldCipher, Place
 from api.crypto.tenants import insurer_tenant, people_tenant
 from api.db import models
-from api.db.statements import insert_missing, upsert
+from api.db.statements import chunks, insert_missing, upsert
 from api.errors import ServiceError
 from api.ids import uuid7
 from api.services import access, audit, ledger
@@ -394,7 +394,10 @@ async def _seal_people(
         return []
     table = models.Person.__table__
     codes = [person["psn_no"] for person in people]
-    known = dict((await session.execute(select(table.c.psn_no, table.c.id).where(table.c.psn_no.in_(codes)))).all())
+    known: dict[str, Any] = {}
+    for group in chunks(codes):
+        found = await session.execute(select(table.c.psn_no, table.c.id).where(table.c.psn_no.in_(group)))
+        known.update((row[0], row[1]) for row in found)
     sealed: list[dict[str, Any]] = []
     indexes: dict[str, str] = {}
     for person in people:
@@ -417,11 +420,10 @@ async def _seal_people(
                 ),
             }
         )
-    taken = (
-        await session.execute(
-            select(table.c.id_number_index, table.c.psn_no).where(table.c.id_number_index.in_(list(indexes)))
-        )
-    ).all()
+    taken = []
+    for group in chunks(list(indexes)):
+        statement = select(table.c.id_number_index, table.c.psn_no).where(table.c.id_number_index.in_(group))
+        taken.extend((row[0], row[1]) for row in await session.execute(statement))
     for index, psn_no in taken:
         if indexes[index] != psn_no:
             raise ServiceError(ErrorCode.DUPLICATE, f"another person ({psn_no}) has this ID number", "document.people")
