@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+
 import strawberry
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, ParserCache, QueryDepthLimiter, ValidationCache
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
 
 from api.graphql.admin.mutations import AdminMutations
 from api.graphql.admin.queries import CatalogueQueries
@@ -17,12 +28,31 @@ from api.graphql.settlements.queries import SettlementQueries
 Query = merge_types("Query", (SettlementQueries, PeopleQueries, CatalogueQueries))
 Mutation = merge_types("Mutation", (SettlementMutations, AdminMutations))
 
+log = logging.getLogger("settle.graphql")
+
 CACHE_SIZE = 256
 """Distinct query texts whose parse and validation are kept (bounded: clients are many, queries few)."""
 
 
+class Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        """Log each error's message, code and path, never the query text: a caller may have
+        written personal data (an ID number) into it as a literal.
+        """
+        for error in errors:
+            code = (error.extensions or {}).get("code")
+            log.warning("graphql error %s at %s: %s", code, error.path, error.message, exc_info=error.original_error)
+
+
+def unexpected(error: GraphQLError) -> bool:
+    """An error that is not a GraphQL error of ours (a bug, a database failure): its message may
+    carry SQL and parameters, so the caller sees only that it happened.
+    """
+    return error.original_error is not None and not isinstance(error.original_error, GraphQLError)
+
+
 def build_schema() -> strawberry.Schema:
-    return strawberry.Schema(
+    return Schema(
         query=Query,
         mutation=Mutation,
         config=StrawberryConfig(scalar_map=SCALARS),
@@ -34,5 +64,6 @@ def build_schema() -> strawberry.Schema:
             lambda: QueryDepthLimiter(max_depth=12),
             lambda: MaxAliasesLimiter(max_alias_count=30),
             lambda: MaxTokensLimiter(max_token_count=5_000),
+            lambda: MaskErrors(should_mask_error=unexpected, error_message="internal error: the event is logged"),
         ],
     )

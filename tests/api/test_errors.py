@@ -101,3 +101,18 @@ async def test_a_settled_serial_at_one_institution_is_free_at_another(service: S
     assert second["__typename"] == "Settlement"
     assert second["id"] != first["id"]
     assert first["institution"] == HOSPITAL
+
+
+async def test_an_unexpected_failure_is_masked_for_the_caller_and_logged(
+    service: Service, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from api.services import queries
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("UPDATE people SET name = 'secret' -- a message a caller must never see")
+
+    monkeypatch.setattr(queries, "institution", broken)
+    body = (await service.post('{ institution(code: "H310003") { code } }')).json()
+
+    assert [error["message"] for error in body["errors"]] == ["internal error: the event is logged"]
+    assert any("must never see" in record.getMessage() or record.exc_info for record in caplog.records)

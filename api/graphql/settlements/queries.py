@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 
 import strawberry
+from graphql import GraphQLError
 
 from api.errors import ServiceError
 from api.graphql.context import Info
@@ -69,7 +70,7 @@ class SettlementQueries:
                 after,
             )
         except ServiceError as error:
-            raise ValueError(f"{error.field}: {error.message}") from None
+            raise GraphQLError(f"{error.field}: {error.message}", extensions={"code": error.code.value}) from None
         edges = [
             SettlementEdge(cursor=cursor, node=settlement_type(item))
             for item, cursor in zip(page.items, page.cursors, strict=True)
