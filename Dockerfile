@@ -1,15 +1,19 @@
 # The settlement service: `settle serve` (uvicorn) in production mode on port 8000.
 #
 #   docker build -t settle .
-#   docker run --rm -e DATABASE_URL=postgresql+asyncpg://USER:PASSWORD@HOST:5432/settle settle settle db upgrade
-#   docker run -d -p 8000:8000 -e DATABASE_URL=postgresql+asyncpg://USER:PASSWORD@HOST:5432/settle settle
+#   docker run --rm --env-file settle.env settle settle db upgrade      # once per release, before serving
+#   docker run -d -p 8000:8000 --env-file settle.env \
+#       -v /etc/settle/issuers:/app/keys/issuers:ro -v /run/secrets/settle-keyring:/keyring settle
 #
-# Production mode neither migrates nor loads demo data: run `settle db upgrade` (the same image) first;
-# /readyz answers 200 once the schema is at the head revision, /healthz as soon as the process is up.
+# settle.env sets at least DATABASE_URL=postgresql+asyncpg://USER:PASSWORD@HOST:5432/settle and
+# SETTLE_KEYRING_DIR=/keyring (the field-encryption keyring, a mounted secret; or SETTLE_KEYRING
+# for a KMS). Bearer tokens are accepted from the issuers whose public keys are in
+# /app/keys/issuers/*.json. Production mode neither migrates nor loads demo data; /healthz answers
+# as soon as the process is up, /readyz once the schema is at the head revision.
 
 FROM python:3.11-slim AS build
 # every dependency ships wheels for this Python, so no compiler is needed; the virtual environment
-# is built here and copied alone, leaving pip's build files behind
+# is built here and copied alone, leaving the sources and pip's build files behind
 RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -24,10 +28,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     SETTLE_MODE=production \
     SETTLE_HOST=0.0.0.0 \
     SETTLE_PORT=8000 \
-    SETTLE_MIGRATIONS=/app/migrations
+    SETTLE_MIGRATIONS=/app/migrations \
+    SETTLE_KEYS_DIR=/app/keys
 RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin settle
 COPY --from=build /opt/venv /opt/venv
-# the alembic scripts are not a Python package: installed beside the code, found through SETTLE_MIGRATIONS
+# the alembic scripts are not a Python package: they sit beside the code, found through SETTLE_MIGRATIONS
 COPY migrations /app/migrations
 WORKDIR /app
 USER settle
