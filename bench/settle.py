@@ -61,9 +61,7 @@ from api.db import models
 from api.db.migrate import upgrade
 from api.db.session import create_engine, create_sessionmaker
 from api.demo import check_digit, demo_document
-from api.services.access import SYSTEM
 from api.services.ledger import check_invariants
-from api.services.loading import load_document
 from api.settings import PROJECT_ROOT
 
 MIGRATIONS = PROJECT_ROOT / "migrations"
@@ -126,12 +124,11 @@ def drop_databases(created: list[str]) -> None:
             print(f"could not drop database {name}: {error}", file=sys.stderr)
 
 
-async def prepare(url: str, document: dict[str, Any]) -> None:
-    """Migrate the database to head and load the reference data, as `settle db upgrade` and `settle load` do."""
+async def migrate(url: str) -> None:
+    """Bring the schema to the head revision, as `settle db upgrade` does."""
     engine = create_engine(url)
     try:
         await upgrade(engine, MIGRATIONS)
-        await load_document(create_sessionmaker(engine), SYSTEM, document, datetime.now(UTC))
     finally:
         await engine.dispose()
 
@@ -361,26 +358,50 @@ def free_port() -> int:
         return port
 
 
-@contextmanager
-def service(database_url: str, keys_dir: Path, log: Path) -> Iterator[tuple[str, int]]:
-    """`settle serve` in production mode on a free port, trusting the issuers in `keys_dir`;
-    yields its base URL and process id. Stopped on leaving, however that happens; its log (`log`)
-    is shown if it fails to start.
+def configuration(database_url: str, scratch: Path) -> dict[str, str]:
+    """The service's environment for this run: its database, production mode, the token issuers
+    it trusts (scratch/keys/issuers/) and its field-encryption keyring (scratch/keyring/).
     """
-    port = free_port()
-    environment = os.environ | {
+    return os.environ | {
         "DATABASE_URL": database_url,
         "SETTLE_MODE": "production",
-        "SETTLE_HOST": "127.0.0.1",
-        "SETTLE_PORT": str(port),
-        "SETTLE_KEYS_DIR": str(keys_dir),
+        "SETTLE_KEYS_DIR": str(scratch / "keys"),
         "SETTLE_TOKEN_AUDIENCE": AUDIENCE,
+        "SETTLE_KEYRING_DIR": str(scratch / "keyring"),
     }
+
+
+def settle_command(arguments: Sequence[str], environment: Mapping[str, str]) -> str:
+    """Run `settle ARGUMENTS` (api/cli.py) and return its output; its error output if it fails."""
+    command = [sys.executable, "-m", "api.cli", *arguments]
+    done = subprocess.run(command, cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"settle {' '.join(arguments)} exited with status {done.returncode}:\n{done.stderr}")
+    return done.stdout
+
+
+def load_reference_data(document: dict[str, Any], environment: Mapping[str, str], scratch: Path) -> None:
+    """`settle load` (api.services.loading.load_document as the local operator). It runs in
+    development mode, in which the file keyring makes the keys it lacks (the index key, each
+    region's and insurer's master key) instead of refusing: that is how this run's keyring is
+    provisioned before the service, in production mode, uses it.
+    """
+    path = scratch / "reference.json"
+    path.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+    settle_command(["load", str(path)], {**environment, "SETTLE_MODE": "development"})
+
+
+@contextmanager
+def service(environment: Mapping[str, str], log: Path) -> Iterator[tuple[str, int]]:
+    """`settle serve` on a free port with `environment`; yields its base URL and process id.
+    Stopped on leaving, however that happens; its log (`log`) is shown if it fails to start.
+    """
+    port = free_port()
     with log.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "serve"],
             cwd=PROJECT_ROOT,
-            env=environment,
+            env={**environment, "SETTLE_HOST": "127.0.0.1", "SETTLE_PORT": str(port)},
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches the benchmark only, which then stops the server
@@ -610,17 +631,19 @@ def measure(arguments: argparse.Namespace, created: list[str], run_id: str) -> d
     create_database(database, created)
     url = app_url(ADMIN_URL, database)
     document = reference_document(arguments.people)
-    asyncio.run(prepare(url, document))
     people = [document["people"][0]["psn_no"]] if arguments.one_person else [p["psn_no"] for p in document["people"]]
     rng = random.Random(arguments.seed)
     warmup = make_claims(document, arguments.warmup, people, f"{run_id}-W", rng)
     claims = make_claims(document, arguments.settlements, people, run_id, rng)
     lines = sum(len(claim["lines"]) for claim in claims)
 
-    with tempfile.TemporaryDirectory(prefix="settle_bench_") as scratch:
-        keys_dir = Path(scratch) / "keys"
-        tokens = cashier_tokens(document, trust_new_issuer(keys_dir))
-        with service(url, keys_dir, Path(scratch) / "server.log") as (base_url, server_pid):
+    with tempfile.TemporaryDirectory(prefix="settle_bench_") as directory:
+        scratch = Path(directory)
+        environment = configuration(url, scratch)
+        asyncio.run(migrate(url))
+        load_reference_data(document, environment, scratch)
+        tokens = cashier_tokens(document, trust_new_issuer(scratch / "keys"))
+        with service(environment, scratch / "server.log") as (base_url, server_pid):
             warmed = asyncio.run(drive(base_url, warmup, tokens, arguments.concurrency))
             before = CpuSample.take(server_pid)
             timed = asyncio.run(drive(base_url, claims, tokens, arguments.concurrency))

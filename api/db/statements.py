@@ -32,9 +32,8 @@ async def insert_missing(
     if not rows:
         return
     dialect = postgresql if is_postgresql(session) else sqlite
-    for group in chunks(rows, len(rows[0])):
-        statement = dialect.insert(table).values(list(group)).on_conflict_do_nothing(index_elements=list(keys))
-        await session.execute(statement)
+    statement = dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    await session.execute(statement, list(rows))  # executemany: batched, from one cached statement
 
 
 def advisory_key(*parts: str) -> int:
@@ -77,9 +76,8 @@ async def upsert(session: AsyncSession, table: Table, rows: Sequence[dict[str, A
         return
     dialect = postgresql if is_postgresql(session) else sqlite
     changing = [name for name in rows[0] if name not in keys and name != "id"]
-    for group in chunks(rows, len(rows[0])):
-        statement = dialect.insert(table).values(list(group))
-        statement = statement.on_conflict_do_update(
-            index_elements=list(keys), set_={name: statement.excluded[name] for name in changing}
-        )
-        await session.execute(statement)
+    statement = dialect.insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(keys), set_={name: statement.excluded[name] for name in changing}
+    )
+    await session.execute(statement, list(rows))

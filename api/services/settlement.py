@@ -379,9 +379,12 @@ async def _sealed_rebates(session: AsyncSession, cipher: FieldCipher, rebates: S
 
 
 async def _insert(session: AsyncSession, table: Any, records: Sequence[Row]) -> None:
-    """One multi-row INSERT per table."""
+    """All rows of a table in one round trip. Executed as "executemany", which SQLAlchemy sends
+    as batched multi-row INSERTs from one cached statement (a `.values([...])` statement would
+    be compiled anew for every row count).
+    """
     if records:
-        await session.execute(table.insert().values(list(records)))
+        await session.execute(table.insert(), list(records))
 
 
 async def _update_by_id(session: AsyncSession, table: Any, records: Sequence[Row]) -> None:
