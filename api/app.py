@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -17,7 +19,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
-from api.auth import TokenVerifier, Unauthenticated, build_verifier, unverified_token_id
+from api import exports
+from api.auth import Principal, TokenVerifier, Unauthenticated, build_verifier, unverified_token_id
 from api.crypto.envelope import FieldCipher
 from api.crypto.management import open_keyring
 from api.db import models
@@ -25,7 +28,7 @@ from api.db.migrate import current_revision, head_revision, upgrade
 from api.db.session import create_engine, create_sessionmaker
 from api.graphql.context import Context
 from api.graphql.schema import build_schema
-from api.services import audit
+from api.services import audit, audit_chain
 from api.services.access import SYSTEM
 from api.services.facts import VersionCache
 from api.services.runtime import Runtime
@@ -59,15 +62,15 @@ class Authenticated:
     attempt is audited. In development, the GraphiQL page itself (a GET for HTML) is open.
     """
 
-    def __init__(self, app: GraphQLEndpoint, state: dict[str, Any], *, development: bool) -> None:
+    def __init__(self, app: Any, state: dict[str, Any], *, ide: GraphQLEndpoint | None = None) -> None:
         self.app = app
         self.state = state
-        self.development = development
+        self.ide = ide
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         request = Request(scope)
-        if self.development and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
-            page = await self.app.render_graphql_ide(request)  # the page only: every query it sends is checked
+        if self.ide is not None and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+            page = await self.ide.render_graphql_ide(request)  # the page only: every query it sends is checked
             await page(scope, receive, send)
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -124,9 +127,36 @@ async def load_demo_if_empty(runtime: Runtime) -> None:
         await load_document(runtime, SYSTEM, demo_document())
 
 
+async def seal_forever(runtime: Runtime, every_seconds: float) -> None:
+    """Seal committed audit entries into the hash chain, every `every_seconds` (0: never)."""
+    if every_seconds <= 0:
+        return
+    while True:
+        try:
+            await audit_chain.seal(runtime.sessions, runtime.cipher.keyring, runtime.clock())
+        except Exception:  # the next round retries; the failure must be seen, not kill the service
+            log.exception("sealing the audit log failed")
+        await asyncio.sleep(every_seconds)
+
+
+class Export:
+    """A CSV export route: the handler gets the request, the shared context and the caller."""
+
+    def __init__(
+        self, handler: Callable[[Request, Context, Principal], Awaitable[Response]], state: dict[str, Any]
+    ) -> None:
+        self.handler = handler
+        self.state = state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        response = await self.handler(Request(scope), self.state["context"], scope["principal"])
+        await response(scope, receive, send)
+
+
 def create_app(settings: Settings) -> Starlette:
     state: dict[str, Any] = {}
     dev = settings.development
+    graphql = GraphQLEndpoint(state, development=dev)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -138,7 +168,13 @@ def create_app(settings: Settings) -> Starlette:
             if settings.development and settings.demo_data:
                 await load_demo_if_empty(runtime)
             state["context"] = Context(settings=settings, runtime=runtime, principal=SYSTEM)
-            yield
+            sealer = asyncio.create_task(seal_forever(runtime, settings.audit_seal_seconds))
+            try:
+                yield
+            finally:
+                sealer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sealer
         state.clear()
 
     async def healthz(request: Request) -> Response:
@@ -159,10 +195,14 @@ def create_app(settings: Settings) -> Starlette:
 
     return Starlette(
         routes=[
-            Route(
-                "/graphql",
-                Authenticated(GraphQLEndpoint(state, development=dev), state, development=dev),
-                methods=["GET", "POST"],
+            Route("/graphql", Authenticated(graphql, state, ide=graphql if dev else None), methods=["GET", "POST"]),
+            *(
+                Route(f"/exports/{name}.csv", Authenticated(Export(handler, state), state), methods=["GET"])
+                for name, handler in (
+                    ("anomalies", exports.anomalies),
+                    ("trace-code", exports.trace_code),
+                    ("risk", exports.risk),
+                )
             ),
             Route("/healthz", healthz),
             Route("/readyz", readyz),

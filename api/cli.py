@@ -15,6 +15,11 @@
     settle keys rewrap [--batch N]  re-wrap data keys under their tenant's active master key
     settle keys retire KEY_ID       mark a master key retired (refused while data keys depend on it)
     settle keys destroy KEY_ID      destroy a master key for good: what it wrapped becomes unreadable
+    settle audit seal               seal committed audit entries into the hash chain now
+    settle audit verify             recompute the chain; exit 1 and name the first bad entry if broken
+    settle anomalies scan           detect traceability anomalies in everything recorded
+    settle db grant ROLE            (PostgreSQL) grant the application role its rights: no DELETE,
+                                    no UPDATE of the append-only tables
 
 Exit status: 0 on success, 2 on malformed input (one line on stderr naming the field, nothing on
 stdout), 1 on other failures.
@@ -107,6 +112,12 @@ def _db(args: argparse.Namespace) -> int:
     async def run() -> None:
         engine = create_engine(settings.database_url)
         try:
+            if args.action == "grant":
+                from api.db.roles import grant_application_role
+
+                await grant_application_role(engine, args.revision)
+                print(f"granted {args.revision}")
+                return
             if args.action == "upgrade":
                 await migrate.upgrade(engine, settings.migrations, args.revision or "head")
             elif args.action == "downgrade":
@@ -205,6 +216,37 @@ def _keys(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from api.db.session import create_engine
+    from api.services import audit_chain, supervision
+    from api.settings import Settings
+
+    settings = Settings.from_environment()
+
+    async def run() -> int:
+        engine = create_engine(settings.database_url)
+        try:
+            runtime = _runtime(settings, engine)
+            now = datetime.now(UTC)
+            if args.command == "anomalies":
+                print(f"{await supervision.scan(runtime)} new anomalies")
+                return 0
+            if args.action == "seal":
+                print(f"sealed {await audit_chain.seal(runtime.sessions, runtime.cipher.keyring, now)} entries")
+                return 0
+            result = await audit_chain.verify(runtime.sessions, runtime.cipher.keyring, now)
+            print(f"{result.entries} entries, {result.sealed} sealed, {result.checkpoints} signed checkpoints")
+            for problem in result.problems:
+                print(f"BROKEN at sequence {problem.sequence} entry {problem.entry_id}: {problem.problem}")
+            return 0 if result.intact else 1
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 def _token(args: argparse.Namespace) -> int:
     from api.auth import DevIssuer, Role
     from api.settings import Settings
@@ -235,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema = commands.add_parser("schema", help="print the GraphQL SDL")
     schema.set_defaults(run=_schema)
     db = commands.add_parser("db", help="migrate the database")
-    db.add_argument("action", choices=["upgrade", "downgrade", "current"])
+    db.add_argument("action", choices=["upgrade", "downgrade", "current", "grant"])
     db.add_argument("revision", nargs="?")
     db.set_defaults(run=_db)
     load = commands.add_parser("load", help="load a reference-data document")
@@ -261,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ("retire", "destroy"):
         key_actions.add_parser(action).add_argument("key_id")
     keys.set_defaults(run=_keys)
+    audit_log = commands.add_parser("audit", help="the audit log's hash chain")
+    audit_log.add_argument("action", choices=["seal", "verify"])
+    audit_log.set_defaults(run=_audit)
+    anomalies = commands.add_parser("anomalies", help="traceability anomalies")
+    anomalies.add_argument("action", choices=["scan"])
+    anomalies.set_defaults(run=_audit)
     adjudicate = commands.add_parser("adjudicate", help="split one scenario (SCENARIO.md) and print the result")
     adjudicate.add_argument("file", help="scenario JSON file, or - for standard input")
     adjudicate.set_defaults(run=_adjudicate)

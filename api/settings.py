@@ -13,6 +13,7 @@ SETTLE_KEYRING              file (default) or module:callable, the factory of a 
 SETTLE_KEYRING_DIR          the file keyring's folder (default keys/dev/keyring in development;
                             required in production)
 SETTLE_VALUES_PER_DATA_KEY  how many values one data key encrypts before a new one (1000000)
+SETTLE_AUDIT_SEAL_SECONDS   how often the service seals new audit entries into the chain (1; 0: never)
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Settings:
     keyring: str = "file"
     keyring_dir: Path | None = None
     values_per_data_key: int = 1_000_000
+    audit_seal_seconds: float = 1.0
 
     @property
     def development(self) -> bool:
@@ -74,4 +76,5 @@ class Settings:
             keyring=environ.get("SETTLE_KEYRING", "file"),
             keyring_dir=Path(environ["SETTLE_KEYRING_DIR"]) if environ.get("SETTLE_KEYRING_DIR") else None,
             values_per_data_key=int(environ.get("SETTLE_VALUES_PER_DATA_KEY", "1000000")),
+            audit_seal_seconds=float(environ.get("SETTLE_AUDIT_SEAL_SECONDS", "1")),
         )

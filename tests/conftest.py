@@ -156,15 +156,11 @@ class Databases:
 
 
 async def grant_app_role(url: str) -> None:
-    """The application's role reads, inserts and updates; it never deletes or changes the schema."""
-    from sqlalchemy import text
+    """The application's role as production has it (api/db/roles.py)."""
+    from api.db.roles import grant_application_role
 
     engine = create_engine(url)
-    async with engine.begin() as connection:
-        database = make_url(url).database
-        await connection.execute(text(f"GRANT CONNECT ON DATABASE {database} TO {APP_ROLE}"))
-        await connection.execute(text(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}"))
-        await connection.execute(text(f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}"))
+    await grant_application_role(engine, APP_ROLE)
     await engine.dispose()
 
 

@@ -13,8 +13,9 @@ on first use; in production, point it at a mounted secret volume, or plug a KMS 
 implementing `MasterKeyProvider` (wrap/unwrap inside the KMS, keys created and destroyed there)
 and naming its factory in SETTLE_KEYRING (`module:callable`, called with the Settings).
 
-Besides master keys the keyring holds one secret that never encrypts: the index key, from which
-blind indexes (equality search on encrypted fields) and keyed digests are computed.
+Besides master keys the keyring holds two secrets that never encrypt: the index key, from which
+blind indexes (equality search on encrypted fields) and keyed digests are computed, and the
+Ed25519 key that signs the audit log's checkpoints.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from api.crypto.suites import NONCE_BYTES, Suite, open_, seal
 
@@ -83,6 +86,10 @@ class MasterKeyProvider(Protocol):
     def destroy(self, key_id: str) -> None: ...
 
     def index_key(self) -> bytes: ...
+
+    def sign(self, message: bytes) -> tuple[str, bytes]: ...
+
+    def verify(self, key_id: str, message: bytes, signature: bytes) -> bool: ...
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9]+")
@@ -232,6 +239,36 @@ class FileKeyring:
             }
             _write_private(path, record)
         return base64.b64decode(json.loads(path.read_text(encoding="utf-8"))["material"])
+
+    def _signing_key(self) -> tuple[str, Ed25519PrivateKey]:
+        """The audit log's checkpoint-signing key (Ed25519), made on first use where allowed."""
+        path = self.directory / "audit-signing.json"
+        if not path.exists():
+            if not self.create_missing:
+                raise KeyringError(f"the keyring has no audit signing key ({path})")
+            self.directory.mkdir(parents=True, exist_ok=True)
+            key = Ed25519PrivateKey.generate()
+            raw = key.private_bytes(
+                serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+            )
+            record = {"key_id": f"audit-{secrets.token_hex(4)}", "private": base64.b64encode(raw).decode()}
+            _write_private(path, record)
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return record["key_id"], Ed25519PrivateKey.from_private_bytes(base64.b64decode(record["private"]))
+
+    def sign(self, message: bytes) -> tuple[str, bytes]:
+        key_id, key = self._signing_key()
+        return key_id, key.sign(message)
+
+    def verify(self, key_id: str, message: bytes, signature: bytes) -> bool:
+        known_id, key = self._signing_key()
+        if key_id != known_id:
+            return False
+        try:
+            key.public_key().verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
 
     def _path(self, key_id: str) -> Path:
         path = self.directory / f"{key_id}.json"

@@ -315,6 +315,7 @@ class SettlementLine(Base):
     patient_fen: Mapped[int] = mapped_column(Money)
     reasons: Mapped[list[dict[str, str]]] = mapped_column(JSON)
     trace_codes: Mapped[list[str]] = mapped_column(JSON)
+    split: Mapped[bool] = mapped_column(Boolean, default=False)
     prescription_id: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (UniqueConstraint("settlement_id", "line_index"),)
@@ -445,3 +446,140 @@ class DataKey(Base):
     wrapped: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     rewrapped_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class TracePackage(Base):
+    """One package known by its traceability code: how many of its units are sold (net of
+    returns). Its row is what concurrent sales of one code queue on.
+    """
+
+    __tablename__ = "trace_packages"
+
+    id: Mapped[uuid.UUID] = _id()
+    code: Mapped[str] = mapped_column(String(20), unique=True)
+    drug_code: Mapped[str] = mapped_column(Code)
+    package_units: Mapped[int] = mapped_column(Integer)
+    units_sold: Mapped[int] = mapped_column(Integer, default=0)
+    last_event_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    __table_args__ = (CheckConstraint("units_sold >= 0 AND units_sold <= package_units", name="units"),)
+
+
+class TraceEvent(Base):
+    """Every use of a code: sold or returned, where, on which line, how many units, for whom
+    (the patient by the keyed blind index of their ID number), when. Append-only.
+    """
+
+    __tablename__ = "trace_events"
+
+    id: Mapped[uuid.UUID] = _id()
+    code: Mapped[str] = mapped_column(String(20), index=True)
+    drug_code: Mapped[str] = mapped_column(Code)
+    kind: Mapped[str] = mapped_column(String(16))
+    institution_code: Mapped[str] = mapped_column(Code)
+    region: Mapped[str] = mapped_column(String(16))
+    settlement_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("settlements.id"), index=True)
+    line_index: Mapped[int] = mapped_column(Integer)
+    units: Mapped[int] = mapped_column(Integer)
+    patient_index: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (CheckConstraint("kind IN ('sold', 'returned')", name="kind"),)
+
+
+class TracePolicy(Base):
+    """An institution's rules for one drug: refuse or accept-and-flag invalid codes; whether it
+    may settle stock without codes (the regulators' temporary no-code list).
+    """
+
+    __tablename__ = "trace_policies"
+
+    id: Mapped[uuid.UUID] = _id()
+    institution_code: Mapped[str] = mapped_column(Code)
+    drug_code: Mapped[str] = mapped_column(Code)
+    invalid_codes: Mapped[str] = mapped_column(String(16))
+    no_code_stock: Mapped[bool] = mapped_column(Boolean)
+
+    __table_args__ = (
+        UniqueConstraint("institution_code", "drug_code"),
+        CheckConstraint("invalid_codes IN ('refuse', 'accept_and_flag')", name="invalid_codes"),
+    )
+
+
+class Prescription(Base):
+    """An electronic prescription, recorded by the prescribing hospital; dual-channel pharmacy
+    sales are matched to it by id, patient and drug.
+    """
+
+    __tablename__ = "prescriptions"
+
+    id: Mapped[uuid.UUID] = _id()
+    prescription_id: Mapped[str] = mapped_column(String(64), unique=True)
+    hospital_code: Mapped[str] = mapped_column(Code)
+    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("people.id"))
+    drugs: Mapped[list[str]] = mapped_column(JSON)
+    issued_on: Mapped[date] = mapped_column(Date)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Anomaly(Base):
+    """Something a fund supervisor should look at, detected when written or by a scan.
+
+    `fingerprint` names what was detected (kind and the record it concerns), so that a scan run
+    again finds nothing new. Status: open, explained (by the institution), confirmed (by a
+    supervisor); `handled_by` says who.
+    """
+
+    __tablename__ = "anomalies"
+
+    id: Mapped[uuid.UUID] = _id()
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    severity: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16))
+    fingerprint: Mapped[str] = mapped_column(String(200), unique=True)
+    code: Mapped[str | None] = mapped_column(String(40), index=True)
+    institution_code: Mapped[str] = mapped_column(Code, index=True)
+    region: Mapped[str] = mapped_column(String(16), index=True)
+    drug_code: Mapped[str | None] = mapped_column(Code)
+    settlement_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    detected_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    detected_by: Mapped[str] = mapped_column(String(8))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    handled_by: Mapped[str | None] = mapped_column(String(200))
+    handled_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    note: Mapped[str | None] = mapped_column(String(1000))
+
+    __table_args__ = (
+        CheckConstraint("severity IN ('low', 'medium', 'high')", name="severity"),
+        CheckConstraint("status IN ('open', 'explained', 'confirmed')", name="status"),
+        CheckConstraint("detected_by IN ('write', 'scan')", name="detected_by"),
+    )
+
+
+class AuditSeal(Base):
+    """The audit log's hash chain: entry `sequence` seals one audit entry, holding the hash of
+    the previous seal. Written by the sealer shortly after entries commit. Append-only.
+    """
+
+    __tablename__ = "audit_seals"
+
+    sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    previous_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))
+    sealed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class AuditCheckpoint(Base):
+    """A signature (Ed25519) over the chain's head at `sequence`: altering the chain and
+    recomputing every hash after it still breaks the signature. Append-only.
+    """
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[uuid.UUID] = _id()
+    sequence: Mapped[int] = mapped_column(BigInteger, unique=True)
+    entry_hash: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(100))
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    signed_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -58,6 +58,11 @@ class AlreadyReversed(Error):
     settlement_id: strawberry.ID | None
 
 
+@strawberry.type(description="A traceability code was refused: malformed, for another product, miscounted, or sold.")
+class TraceCodeRefused(Error):
+    pass
+
+
 @strawberry.type(description="A different version was already loaded under this effective date.")
 class VersionConflict(Error):
     pass
@@ -73,6 +78,8 @@ _TYPES: dict[DomainErrorCode, type[Error]] = {
     DomainErrorCode.ALREADY_REVERSED: AlreadyReversed,
     DomainErrorCode.VERSION_CONFLICT: VersionConflict,
     DomainErrorCode.FORBIDDEN: Forbidden,
+    DomainErrorCode.TRACE_CODE_INVALID: TraceCodeRefused,
+    DomainErrorCode.TRACE_CODE_ALREADY_SOLD: TraceCodeRefused,
 }
 
 

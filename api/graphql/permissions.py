@@ -68,6 +68,20 @@ class RebateReaders(Rule):
         )
 
 
+class AnomalyReaders(Rule):
+    """Anomalies and code histories: institutions (their own) and supervisors (their regions)."""
+
+    roles = INSTITUTION_ROLES | {Role.SUPERVISOR}
+
+
+class SupervisorsOnly(Rule):
+    roles = frozenset({Role.SUPERVISOR})
+
+
+class AuditVerifiers(Rule):
+    roles = frozenset({Role.SUPERVISOR, Role.ADMIN})
+
+
 class MayReadName(Rule):
     def allows(self, principal: Principal, source: Any) -> bool:
         return access.may_read_identity(principal)

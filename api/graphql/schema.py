@@ -24,9 +24,11 @@ from api.graphql.people.queries import PeopleQueries
 from api.graphql.scalars import SCALARS
 from api.graphql.settlements.mutations import SettlementMutations
 from api.graphql.settlements.queries import SettlementQueries
+from api.graphql.supervision.mutations import SupervisionMutations
+from api.graphql.supervision.queries import SupervisionQueries
 
-Query = merge_types("Query", (SettlementQueries, PeopleQueries, CatalogueQueries))
-Mutation = merge_types("Mutation", (SettlementMutations, AdminMutations))
+Query = merge_types("Query", (SettlementQueries, PeopleQueries, CatalogueQueries, SupervisionQueries))
+Mutation = merge_types("Mutation", (SettlementMutations, AdminMutations, SupervisionMutations))
 
 log = logging.getLogger("settle.graphql")
 

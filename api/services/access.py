@@ -103,6 +103,25 @@ def catalogue(principal: Principal) -> ColumnElement[bool]:
     return true() if principal.role is Role.ADMIN else false()
 
 
+def anomalies(principal: Principal) -> ColumnElement[bool]:
+    """An institution sees (and explains) its own anomalies; a supervisor those of its regions."""
+    table = models.Anomaly.__table__
+    if principal.role in INSTITUTION_ROLES:
+        return table.c.institution_code == principal.org
+    if principal.role is Role.SUPERVISOR:
+        return table.c.region.in_(sorted(principal.regions))
+    return false()
+
+
+def trace_events(principal: Principal) -> ColumnElement[bool]:
+    table = models.TraceEvent.__table__
+    if principal.role in INSTITUTION_ROLES:
+        return table.c.institution_code == principal.org
+    if principal.role is Role.SUPERVISOR:
+        return table.c.region.in_(sorted(principal.regions))
+    return false()
+
+
 def may_read_price(principal: Principal, insurer: str) -> bool:
     """A confidential settlement price: its insurer, or an auditor holding the price-audit grant."""
     if principal.role is Role.INSURER:

@@ -88,6 +88,7 @@ class PlanInForce:
 class Facts:
     institution: Institution
     person_id: uuid.UUID
+    patient_index: str  # the keyed blind index of the person's ID number: how trace events name them
     patient: Patient  # without accumulators: those are read (and locked) by the caller
     formulary_version_id: uuid.UUID
     formulary: Formulary
@@ -102,7 +103,7 @@ class Facts:
 
 async def load_facts(session: AsyncSession, request: ClaimRequest, cache: VersionCache, cipher: FieldCipher) -> Facts:
     institution = await _institution(session, request.institution)
-    person_id, patient = await _person(session, request.person)
+    person_id, patient_index, patient = await _person(session, request.person)
     await _check_drugs(session, request)
     disclosures: list[audit.AuditRecord] = []
     version_id, formulary = await formulary_in_force(
@@ -111,7 +112,7 @@ async def load_facts(session: AsyncSession, request: ClaimRequest, cache: Versio
     plans = await plans_in_force(session, patient.region, request.service_date, cache)
     if request.visit is Visit.PHARMACY and institution.kind is not InstitutionKind.PHARMACY:
         raise ServiceError(ErrorCode.VISIT_MISMATCH, "only a pharmacy submits pharmacy claims", "claim.visit")
-    return Facts(institution, person_id, patient, version_id, formulary, plans, tuple(disclosures))
+    return Facts(institution, person_id, patient_index, patient, version_id, formulary, plans, tuple(disclosures))
 
 
 async def _institution(session: AsyncSession, code: str) -> Institution:
@@ -126,15 +127,10 @@ async def _institution(session: AsyncSession, code: str) -> Institution:
     return Institution(row.code, InstitutionKind(row.kind), row.level, row.region)
 
 
-async def _person(session: AsyncSession, psn_no: str) -> tuple[uuid.UUID, Patient]:
+async def _person(session: AsyncSession, psn_no: str) -> tuple[uuid.UUID, str, Patient]:
     table = models.Person.__table__
-    row = (
-        await session.execute(
-            select(table.c.id, table.c.insurance_type, table.c.region, table.c.memberships, table.c.flags).where(
-                table.c.psn_no == psn_no
-            )
-        )
-    ).first()
+    columns = (table.c.id, table.c.id_number_index, table.c.insurance_type, table.c.region, table.c.memberships)
+    row = (await session.execute(select(*columns, table.c.flags).where(table.c.psn_no == psn_no))).first()
     if row is None:
         raise ServiceError(ErrorCode.NOT_FOUND, f"no insured person {psn_no}", "claim.person")
     patient = Patient(
@@ -143,7 +139,7 @@ async def _person(session: AsyncSession, psn_no: str) -> tuple[uuid.UUID, Patien
         memberships=frozenset(row.memberships),
         flags=frozenset(row.flags),
     )
-    return row.id, patient
+    return row.id, row.id_number_index, patient
 
 
 async def _check_drugs(session: AsyncSession, request: ClaimRequest) -> None:

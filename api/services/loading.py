@@ -9,7 +9,9 @@
       "people":       [{"psn_no", "id_number", "name", "insurance_type", "region", "memberships", "flags"}],
       "formulary":    SCENARIO.md's formulary object,
       "plans":        SCENARIO.md's plans (their order is their priority within a kind),
-      "grants":       [{"reference", "payer", "institution", "amount", "note"}]
+      "grants":       [{"reference", "payer", "institution", "amount", "note"}],
+      "trace_policies": [{"institution", "drug", "invalid_codes": "refuse" | "accept_and_flag",
+                          "no_code_stock": false}]
     }
 
 Payers, institutions, drugs and people are upserted by code. Formularies and plans are versioned:
@@ -63,6 +65,7 @@ class LoadSummary:
     plan_versions: int = 0
     grants: int = 0
     unchanged_versions: int = 0
+    trace_policies: int = 0
 
 
 def digest(cipher: FieldCipher, value: object) -> str:
@@ -168,6 +171,25 @@ def _people(value: object) -> list[dict[str, Any]]:
     return rows
 
 
+def _trace_policies(value: object) -> list[dict[str, Any]]:
+    rows = []
+    for item, path in read_items(value, "trace_policies"):
+        reader = Reader(item, path)
+        rows.append(
+            {
+                "id": uuid7(),
+                "institution_code": reader.text("institution"),
+                "drug_code": reader.text("drug"),
+                "invalid_codes": reader.optional_text("invalid_codes") or "refuse",
+                "no_code_stock": reader.boolean("no_code_stock"),
+            }
+        )
+        if rows[-1]["invalid_codes"] not in ("refuse", "accept_and_flag"):
+            raise InputError(reader.at("invalid_codes"), "is refuse or accept_and_flag")
+        reader.done()
+    return rows
+
+
 def _grants(value: object) -> list[dict[str, Any]]:
     rows = []
     for item, path in read_items(value, "grants"):
@@ -202,6 +224,7 @@ async def load_document(runtime: Runtime, principal: Principal, document: object
         drugs = _drugs(reader.optional("drugs") or [])
         people = _people(reader.optional("people") or [])
         grants = _grants(reader.optional("grants") or [])
+        policies = _trace_policies(reader.optional("trace_policies") or [])
         raw_formulary, raw_plans = reader.optional("formulary"), reader.optional("plans")
         formulary = None if raw_formulary is None else read_formulary(raw_formulary)
         plans = () if raw_plans is None else read_plans(raw_plans)
@@ -234,6 +257,7 @@ async def load_document(runtime: Runtime, principal: Principal, document: object
             new = await _plan_version(session, cipher, region, effective_from, index, definition, plan, now)
             written["plans" if new else "unchanged"] += 1
         granted = await _grant(session, grants, now)
+        await upsert(session, models.TracePolicy.__table__, policies, ["institution_code", "drug_code"])
         summary = LoadSummary(
             payers=len(payers),
             institutions=len(institutions),
@@ -243,6 +267,7 @@ async def load_document(runtime: Runtime, principal: Principal, document: object
             plan_versions=written["plans"],
             grants=granted,
             unchanged_versions=written["unchanged"],
+            trace_policies=len(policies),
         )
         target = f"region:{region}@{effective_from}" if region else None
         await audit.append(

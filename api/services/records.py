@@ -229,6 +229,7 @@ def rows_for(
                 "patient_fen": line.patient,
                 "reasons": reasons_of(line.reasons),
                 "trace_codes": list(request_line.trace_codes),
+                "split": request_line.split,
                 "prescription_id": request_line.prescription_id,
             }
         )

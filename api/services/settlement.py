@@ -29,7 +29,7 @@ from api.db import models
 from api.db.statements import LockTimeout, advisory_key, insert_missing, lock_key
 from api.errors import ServiceError
 from api.ids import uuid7
-from api.services import access, audit, ledger
+from api.services import access, audit, ledger, tracing
 from api.services.facts import Facts, load_facts
 from api.services.records import Row, SettlementRows, SettlementView, read_settlements, rows_for, view
 from api.services.requests import ClaimRequest
@@ -47,6 +47,7 @@ class Decision:
     pools: Mapping[str, Row]
     draws_by_plan: Mapping[str, int]
     rows: SettlementRows
+    trace: tracing.TracePlan
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,16 @@ async def settle(runtime: Runtime, principal: Principal, request: ClaimRequest) 
     """
     now = runtime.clock()
     await authorize_claims(runtime.sessions, principal, "settle", request.institution, now, "claim.institution")
+    try:
+        return await _settle(runtime, principal, request, now)
+    except tracing.TraceRefusal as refusal:  # the refusal of a second sale is an anomaly: kept on its own
+        async with runtime.sessions() as session:
+            await tracing.record_anomalies(session, refusal.anomalies)
+            await session.commit()
+        raise
+
+
+async def _settle(runtime: Runtime, principal: Principal, request: ClaimRequest, now: datetime) -> SettlementView:
     digest = request.digest()
     async with runtime.sessions() as session:  # any refusal leaves by an exception: nothing is committed
         await _lock_serial(session, request.institution, request.serial, runtime.key_wait_ms)
@@ -107,6 +118,7 @@ async def settle(runtime: Runtime, principal: Principal, request: ClaimRequest) 
             return existing
         decision = await _decide(session, runtime, request, now, lock=True)
         await _write(session, runtime, request, decision, now)
+        await tracing.write_sale(session, decision.trace)
         await audit.append(session, *decision.facts.disclosures)
         await audit.append(
             session,
@@ -210,6 +222,17 @@ async def _decide(
             f"person {request.person} is covered by no plan in force on {request.service_date}",
             "claim.person",
         )
+    settlement_id = uuid7()
+    where = tracing.Where(
+        institution=request.institution,
+        region=facts.institution.region,
+        settlement_id=settlement_id,
+        patient_index=facts.patient_index,
+        person_id=facts.person_id,
+        at=now,
+        service_date=request.service_date,
+    )
+    trace = await tracing.plan_sale(session, request, where, lock=lock)
     owed = {payer.payer for payer in result.payers if payer.amount}
     pools = await _pools(session, facts.institution.code, sorted(owed), lock=lock)
     draws_by_plan: dict[str, int] = {}
@@ -220,7 +243,7 @@ async def _decide(
             left[payer.payer] -= drawn
             draws_by_plan[payer.plan] = drawn
     settlement: Row = {
-        "id": uuid7(),
+        "id": settlement_id,
         "institution_code": request.institution,
         "region": facts.institution.region,
         "serial": request.serial,
@@ -245,7 +268,7 @@ async def _decide(
         draws=draws_by_plan,
         request_lines=request.lines,
     )
-    return Decision(facts, result, accumulators, units, pools, draws_by_plan, rows)
+    return Decision(facts, result, accumulators, units, pools, draws_by_plan, rows, trace)
 
 
 async def _accumulators(
@@ -508,7 +531,9 @@ async def _void_serial(session: AsyncSession, institution: str, serial: str, rea
 
 
 async def _undo(session: AsyncSession, settlement: Row, now: datetime) -> None:
-    """Subtract what the settlement added, return its pool draws, post the opposite entries."""
+    """Subtract what the settlement added, free its codes' units, return its pool draws, post the
+    opposite entries (locks in the settlement's order: accumulators, units, codes, pools).
+    """
     settlement_id = settlement["id"]
     changes_table = models.SettlementAccumulatorChange.__table__
     changes = {
@@ -540,6 +565,7 @@ async def _undo(session: AsyncSession, settlement: Row, now: datetime) -> None:
         models.UnitsReceived.__table__,
         [{"row_id": units[drug]["id"], "units": units[drug]["units"] - n} for drug, n in received.items()],
     )
+    await tracing.return_units(session, settlement_id, now)
     payers = models.SettlementPayer.__table__
     drawn: dict[str, int] = {}
     for payer_code, amount in await session.execute(

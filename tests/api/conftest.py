@@ -100,6 +100,7 @@ def settings_for(database_url: str, tokens: Tokens, mode: Mode = Mode.DEVELOPMEN
         key_wait_ms=KEY_WAIT_MS,
         keys_dir=tokens.keys_dir,
         keyring_dir=tokens.keyring_dir,
+        audit_seal_seconds=0,
     )
 
 

@@ -8,6 +8,7 @@ patient 1220.00.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 REGION = "310100"
@@ -175,7 +176,10 @@ def claim(
     diagnoses: tuple[str, ...] = ("C50.9",),
     lines: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A ClaimInput (GraphQL variables); by default SCENARIO.md's worked example."""
+    """A ClaimInput (GraphQL variables); by default SCENARIO.md's worked example. Lines given
+    without `traceCodes` get fresh, valid ones: one per package, never used before.
+    """
+    lines = lines if lines is not None else [{"drug": TRASTUZUMAB, "quantity": 2, "unitPrice": "1600.00"}]
     return {
         "institution": institution,
         "serial": serial,
@@ -183,17 +187,20 @@ def claim(
         "serviceDate": service_date,
         "visit": visit,
         "diagnoses": list(diagnoses),
-        "lines": lines
-        if lines is not None
-        else [
-            {
-                "drug": TRASTUZUMAB,
-                "quantity": 2,
-                "unitPrice": "1600.00",
-                "traceCodes": ["83012345678901234567", "83012345678901234574"],
-            }
+        "lines": [
+            line if "traceCodes" in line else line | {"traceCodes": codes(line["drug"], line["quantity"])}
+            for line in lines
         ],
     }
+
+
+_SERIALS = itertools.count(1)
+PREFIXES = {drug["code"]: drug["trace_prefixes"][0] for drug in REFERENCE_DATA["drugs"]}
+
+
+def codes(drug: str, packages: int) -> list[str]:
+    """Fresh traceability codes of `drug`: its 7-digit product prefix and a 13-digit serial."""
+    return [f"{PREFIXES[drug]}{next(_SERIALS):013d}" for _ in range(packages)]
 
 
 SETTLEMENT_FIELDS = """

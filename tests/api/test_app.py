@@ -52,7 +52,14 @@ async def test_with_no_configuration_the_service_starts_with_the_demo_data(tmp_p
         "serviceDate": "2026-05-20",
         "visit": "OUTPATIENT",
         "diagnoses": ["C34.1"],
-        "lines": [{"drug": DEMO_DRUG, "quantity": 2, "unitPrice": DEMO_DRUG_PRICE}],
+        "lines": [
+            {
+                "drug": DEMO_DRUG,
+                "quantity": 2,
+                "unitPrice": DEMO_DRUG_PRICE,
+                "traceCodes": ["86124010000000000001", "86124010000000000002"],
+            }
+        ],
     }
     async with running(app) as client:
         token = DevIssuer.load_or_create(keys).mint(role=Role.HOSPITAL, org=DEMO_HOSPITAL, audience="settle")

@@ -78,6 +78,12 @@ EXPECTED: dict[str, dict[str, str]] = {
     "reverseSettlement": CLAIM_WRITERS,
     "loadDocument": {"admin": "all"},
     "grantPrepayment": {"admin": "all"},
+    "anomalies": {"hospital": "own", "pharmacy": "own", "supervisor": "own"},
+    "traceCode": {"hospital": "own", "pharmacy": "own", "supervisor": "own"},
+    "institutionRisk": {"supervisor": "own"},
+    "verifyAuditLog": {"supervisor": "all", "admin": "all"},
+    "handleAnomaly": {"hospital": "own", "pharmacy": "own", "supervisor": "own"},
+    "recordPrescription": {"hospital": "all"},
 }
 
 OTHER_TENANTS: dict[str, Any] = {
@@ -95,6 +101,10 @@ OTHER_TENANTS: dict[str, Any] = {
         "self_pay_first_ratio": "0.10",
         "commercial": [{"drug": CAR_T, "insurer": "INS-B", "settlement_price": "95000.00"}],
     },
+    "trace_policies": [
+        {"institution": OTHER_HOSPITAL, "drug": CAR_T, "no_code_stock": True},
+        {"institution": HOSPITAL, "drug": CAR_T, "no_code_stock": True},
+    ],
     "plans": [
         {
             "id": "BASIC-320100",
@@ -124,6 +134,7 @@ class World:
     service: Service
     settlements: dict[str, dict[str, Any]]
     serials: itertools.count[int]
+    anomalies: dict[str, str]  # institution -> the id of one of its anomalies
 
     def caller(self, role: str, *, grants: tuple[str, ...] = ()) -> Service:
         tokens = self.service.tokens
@@ -155,7 +166,11 @@ async def world(service: Service) -> AsyncIterator[World]:
     await settle(
         "car-t",
         service,
-        claim("W-CART", diagnoses=("C83.3",), lines=[{"drug": CAR_T, "quantity": 1, "unitPrice": "120000.00"}]),
+        claim(  # stock from the no-code list: settled, and flagged
+            "W-CART",
+            diagnoses=("C83.3",),
+            lines=[{"drug": CAR_T, "quantity": 1, "unitPrice": "120000.00", "traceCodes": []}],
+        ),
     )
     await settle(
         "pharmacy",
@@ -180,9 +195,24 @@ async def world(service: Service) -> AsyncIterator[World]:
             lines=[{"drug": CAR_T, "quantity": 1, "unitPrice": "120000.00"}],
         ),
     )
+    await settle(
+        "other-no-code",
+        elsewhere,
+        claim(
+            "W-OTHER-2",
+            person=ELSEWHERE,
+            institution=OTHER_HOSPITAL,
+            diagnoses=("C83.3",),
+            lines=[{"drug": CAR_T, "quantity": 1, "unitPrice": "120000.00", "traceCodes": []}],
+        ),
+    )
     funds = {fund["payer"] for fund in settled["car-t"]["explanation"]["funds"] if fund["amount"] != "0.00"}
     assert "INS-A" in funds and "INS-B" not in funds
-    yield World(service, settled, itertools.count())
+    everywhere = service.as_(service.tokens.supervisor("310100", OTHER_REGION))
+    listed = await everywhere.graphql("{ anomalies(first: 50) { edges { node { id institution } } } }")
+    anomalies = {edge["node"]["institution"]: edge["node"]["id"] for edge in listed["anomalies"]["edges"]}
+    assert {HOSPITAL, PHARMACY, OTHER_HOSPITAL} <= set(anomalies), anomalies
+    yield World(service, settled, itertools.count(), anomalies)
 
 
 async def ask(caller: Service, query: str, variables: dict[str, Any], field: str) -> tuple[Any, list[Any]]:
@@ -412,6 +442,84 @@ async def probe_grant(world: World, role: str) -> tuple[Verdict, Verdict]:
     return verdict, verdict
 
 
+ANOMALIES = "query { anomalies(first: 100) { edges { node { institution } } } }"
+TRACE = "query($c: String!) { traceCode(code: $c) { code } }"
+RISK = 'query($i: String!) { institutionRisk(institution: $i, start: "2026-01-01", end: "2026-12-31") { settlements } }'
+VERIFY = "query { verifyAuditLog { intact } }"
+HANDLE = f"mutation($i: HandleAnomalyInput!) {{ handleAnomaly(input: $i) {{ {MUTATION_FIELDS} }} }}"
+PRESCRIBE = f"mutation($i: PrescriptionInput!) {{ recordPrescription(input: $i) {{ {MUTATION_FIELDS} }} }}"
+
+
+def own_institution(role: str) -> str:
+    return PHARMACY if role == "pharmacy" else HOSPITAL
+
+
+async def probe_anomalies(world: World, role: str) -> tuple[Verdict, Verdict]:
+    caller = world.caller(role)
+
+    def lists(institution: str) -> Callable[[Any], bool]:
+        return lambda data: data is not None and institution in {e["node"]["institution"] for e in data["edges"]}
+
+    return (
+        await read_verdict(caller, ANOMALIES, {}, "anomalies", lists(own_institution(role))),
+        await read_verdict(caller, ANOMALIES, {}, "anomalies", lists(OTHER_HOSPITAL)),
+    )
+
+
+async def probe_trace_code(world: World, role: str) -> tuple[Verdict, Verdict]:
+    caller = world.caller(role)
+    own = world.settlements["pharmacy" if role == "pharmacy" else "own"]["explanation"]["lines"][0]["traceCodes"][0]
+    other = world.settlements["other"]["explanation"]["lines"][0]["traceCodes"][0]
+    return (
+        await read_verdict(caller, TRACE, {"c": own}, "traceCode", bool),
+        await read_verdict(caller, TRACE, {"c": other}, "traceCode", bool),
+    )
+
+
+async def probe_risk(world: World, role: str) -> tuple[Verdict, Verdict]:
+    caller = world.caller(role)
+    return (
+        await read_verdict(caller, RISK, {"i": HOSPITAL}, "institutionRisk"),
+        await read_verdict(caller, RISK, {"i": OTHER_HOSPITAL}, "institutionRisk"),
+    )
+
+
+async def probe_verify(world: World, role: str) -> tuple[Verdict, Verdict]:
+    verdict = await read_verdict(world.caller(role), VERIFY, {}, "verifyAuditLog")
+    return verdict, verdict
+
+
+async def probe_handle(world: World, role: str) -> tuple[Verdict, Verdict]:
+    caller = world.caller(role)
+
+    def explain(institution: str) -> dict[str, Any]:
+        return {"i": {"id": world.anomalies[institution], "status": "EXPLAINED", "note": "stock from the no-code list"}}
+
+    return (
+        await mutation_verdict(caller, HANDLE, explain(own_institution(role)), "handleAnomaly", "Anomaly"),
+        await mutation_verdict(caller, HANDLE, explain(OTHER_HOSPITAL), "handleAnomaly", "Anomaly"),
+    )
+
+
+async def probe_prescribe(world: World, role: str) -> tuple[Verdict, Verdict]:
+    caller = world.caller(role)
+
+    def prescription() -> dict[str, Any]:
+        return {
+            "i": {
+                "prescriptionId": f"RX-{world.serial()}",
+                "person": MEMBER,
+                "drugs": [OWN_SHARE],
+                "issuedOn": "2026-03-01",
+            }
+        }
+
+    return (
+        await mutation_verdict(caller, PRESCRIBE, prescription(), "recordPrescription", "PrescriptionRecord"),
+        await mutation_verdict(caller, PRESCRIBE, prescription(), "recordPrescription", "PrescriptionRecord"),
+    )
+
+
 PROBES: dict[str, Probe] = {
     "settlement": probe_settlement,
     "settlementBySerial": probe_by_serial,
@@ -427,6 +535,12 @@ PROBES: dict[str, Probe] = {
     "reverseSettlement": probe_reverse,
     "loadDocument": probe_load,
     "grantPrepayment": probe_grant,
+    "anomalies": probe_anomalies,
+    "traceCode": probe_trace_code,
+    "institutionRisk": probe_risk,
+    "verifyAuditLog": probe_verify,
+    "handleAnomaly": probe_handle,
+    "recordPrescription": probe_prescribe,
 }
 OUTCOMES = {"own": ("visible", "hidden"), "all": ("visible", "visible"), "deny": ("denied", "denied")}
 

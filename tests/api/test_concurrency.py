@@ -7,6 +7,7 @@ cap exceeded, no settlement lost or doubled; and copies of one request settle on
 from __future__ import annotations
 
 import asyncio
+import copy
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -127,8 +128,9 @@ async def test_fifty_concurrent_settlements_for_one_patient_respect_pools_and_ca
 
 async def test_concurrent_copies_of_one_request_settle_once(service: Service, live: str) -> None:
     async with httpx.AsyncClient(base_url=live, timeout=60, headers=cashier(service)) as client:
-        copies = await asyncio.gather(*(settle_over_http(client, generic_claim("SAME")) for _ in range(20)))
-        different = generic_claim("SAME")
+        same = generic_claim("SAME")
+        copies = await asyncio.gather(*(settle_over_http(client, same) for _ in range(20)))
+        different = copy.deepcopy(same)
         different["lines"][0]["quantity"] = 21
         conflicting = await settle_over_http(client, different)
 

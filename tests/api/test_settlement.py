@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -107,7 +108,8 @@ async def test_what_the_pool_cannot_cover_becomes_a_receivable(service: Service)
 async def test_pre_settlement_shows_the_full_split_and_writes_nothing(service: Service) -> None:
     before = await pools(service)
 
-    previewed = (await service.graphql(PRE_SETTLE, {"claim": claim("S-PRE")}))["preSettle"]
+    request = claim("S-PRE")
+    previewed = (await service.graphql(PRE_SETTLE, {"claim": request}))["preSettle"]
 
     assert previewed["status"] == "PRE_SETTLED"
     assert funds(previewed)["MA"] == "1020.00"
@@ -117,13 +119,14 @@ async def test_pre_settlement_shows_the_full_split_and_writes_nothing(service: S
     assert (await service.graphql(BY_SERIAL, {"institution": HOSPITAL, "serial": "S-PRE"}))[
         "settlementBySerial"
     ] is None
-    assert (await settle(service, claim("S-PRE")))["explanation"] == previewed["explanation"]
+    assert (await settle(service, request))["explanation"] == previewed["explanation"]
 
 
 async def test_the_same_serial_and_body_returns_the_first_settlement_and_writes_nothing(service: Service) -> None:
-    first = await settle(service, claim("S-1"))
+    request = claim("S-1")
+    first = await settle(service, request)
     # the same request, spelled differently: amounts compare as money, not as text
-    again = claim("S-1")
+    again = copy.deepcopy(request)
     again["lines"][0]["unitPrice"] = "1600.0"
 
     replayed = await settle(service, again)

@@ -13,3 +13,4 @@ class LoadSummary:
     plan_versions: int
     grants: int
     unchanged_versions: int = strawberry.field(description="Versions already loaded identically (a no-op).")
+    trace_policies: int

@@ -17,6 +17,7 @@ from api.graphql.errors import (
     InvalidInput,
     NotEligible,
     NotFound,
+    TraceCodeRefused,
     error_from,
 )
 from api.graphql.settlements.types import Reversal, Settlement, Visit, settlement_type
@@ -56,10 +57,19 @@ class ReversalInput:
 
 
 PreSettleResult = Annotated[
-    Settlement | InvalidInput | NotFound | NotEligible | Forbidden, strawberry.union("PreSettleResult")
+    Settlement | InvalidInput | NotFound | NotEligible | TraceCodeRefused | Forbidden,
+    strawberry.union("PreSettleResult"),
 ]
 SettleResult = Annotated[
-    Settlement | InvalidInput | NotFound | NotEligible | IdempotencyConflict | InProgress | AlreadyReversed | Forbidden,
+    Settlement
+    | InvalidInput
+    | NotFound
+    | NotEligible
+    | TraceCodeRefused
+    | IdempotencyConflict
+    | InProgress
+    | AlreadyReversed
+    | Forbidden,
     strawberry.union("SettleResult"),
 ]
 ReverseResult = Annotated[

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+import strawberry
+from graphql import GraphQLError
+
+from api.errors import ServiceError
+from api.graphql.context import Info
+from api.graphql.permissions import AnomalyReaders, AuditVerifiers, SupervisorsOnly
+from api.graphql.supervision.types import (
+    AnomalyConnection,
+    AnomalyEdge,
+    AnomalyFilter,
+    AnomalyPageInfo,
+    AuditVerification,
+    KindCount,
+    RiskSummary,
+    TraceEvent,
+    anomaly_type,
+)
+from api.services import audit_chain, supervision
+
+
+def service_filter(where: AnomalyFilter | None) -> supervision.AnomalyFilter:
+    where = where or AnomalyFilter()
+    return supervision.AnomalyFilter(
+        region=where.region,
+        institution=where.institution,
+        drug=where.drug,
+        kind=where.kind,
+        status=None if where.status is None else where.status.value,
+        detected_from=where.detected_from,
+        detected_to=where.detected_to,
+    )
+
+
+@strawberry.type
+class SupervisionQueries:
+    @strawberry.field(
+        description="Anomalies, newest first, with cursor pagination.", permission_classes=[AnomalyReaders]
+    )
+    async def anomalies(
+        self, info: Info, first: int = 50, after: str | None = None, filter: AnomalyFilter | None = None
+    ) -> AnomalyConnection | None:
+        try:
+            rows, more = await supervision.anomalies(
+                info.context.runtime, info.context.principal, service_filter(filter), first, after
+            )
+        except ServiceError as error:
+            raise GraphQLError(f"{error.field}: {error.message}", extensions={"code": error.code.value}) from None
+        edges = [AnomalyEdge(cursor=supervision.cursor_of(row["id"]), node=anomaly_type(row)) for row in rows]
+        return AnomalyConnection(
+            edges=edges, page_info=AnomalyPageInfo(has_next_page=more, end_cursor=edges[-1].cursor if edges else None)
+        )
+
+    @strawberry.field(
+        description="Every use of one traceability code that you may see.", permission_classes=[AnomalyReaders]
+    )
+    async def trace_code(self, info: Info, code: str) -> list[TraceEvent] | None:
+        rows = await supervision.code_history(info.context.runtime, info.context.principal, code)
+        return [
+            TraceEvent(
+                code=row["code"],
+                drug=row["drug_code"],
+                kind=row["kind"],
+                institution=row["institution_code"],
+                settlement_id=None if row["settlement_id"] is None else strawberry.ID(str(row["settlement_id"])),
+                line_index=row["line_index"],
+                units=row["units"],
+                patient=row["patient_index"],
+                occurred_at=row["occurred_at"],
+            )
+            for row in rows
+        ]
+
+    @strawberry.field(description="An institution's risk summary over a period.", permission_classes=[SupervisorsOnly])
+    async def institution_risk(self, info: Info, institution: str, start: date, end: date) -> RiskSummary | None:
+        summary = await supervision.risk_summary(info.context.runtime, info.context.principal, institution, start, end)
+        if summary is None:
+            return None
+        return RiskSummary(
+            institution=summary.institution,
+            settlements=summary.settlements,
+            anomalies=summary.anomalies,
+            open_anomalies=summary.open_anomalies,
+            anomalies_per_hundred_settlements=summary.anomalies_per_hundred_settlements,
+            by_kind=[KindCount(name=k, count=v) for k, v in sorted(summary.by_kind.items())],
+            by_severity=[KindCount(name=k, count=v) for k, v in sorted(summary.by_severity.items())],
+        )
+
+    @strawberry.field(
+        description="Recompute the audit log's hash chain and checkpoints; report the first entry that was "
+        "altered, removed, inserted or reordered.",
+        permission_classes=[AuditVerifiers],
+    )
+    async def verify_audit_log(self, info: Info) -> AuditVerification | None:
+        runtime = info.context.runtime
+        result = await audit_chain.verify(runtime.sessions, runtime.cipher.keyring, runtime.clock())
+        first = result.first
+        return AuditVerification(
+            intact=result.intact,
+            entries=result.entries,
+            sealed=result.sealed,
+            checkpoints=result.checkpoints,
+            first_problem=None if first is None else first.problem,
+            first_problem_sequence=None if first is None else first.sequence,
+            first_problem_entry=None if first is None or first.entry_id is None else strawberry.ID(str(first.entry_id)),
+        )
+
+
+def parse_id(value: strawberry.ID) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None

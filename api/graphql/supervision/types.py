@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+
+@strawberry.enum
+class AnomalyStatus(StrEnum):
+    OPEN = "open"
+    EXPLAINED = "explained"
+    CONFIRMED = "confirmed"
+
+
+@strawberry.type(description="Something for a fund supervisor to look at, detected when written or by a scan.")
+class Anomaly:
+    id: strawberry.ID
+    kind: str
+    severity: str
+    status: AnomalyStatus
+    code: str | None
+    institution: str
+    region: str
+    drug: str | None
+    settlement_id: strawberry.ID | None
+    detected_at: datetime
+    detected_by: str
+    detail: JSON
+    handled_by: str | None
+    handled_at: datetime | None
+    note: str | None
+
+
+def anomaly_type(row: dict[str, Any]) -> Anomaly:
+    return Anomaly(
+        id=strawberry.ID(str(row["id"])),
+        kind=row["kind"],
+        severity=row["severity"],
+        status=AnomalyStatus(row["status"]),
+        code=row["code"],
+        institution=row["institution_code"],
+        region=row["region"],
+        drug=row["drug_code"],
+        settlement_id=None if row["settlement_id"] is None else strawberry.ID(str(row["settlement_id"])),
+        detected_at=row["detected_at"],
+        detected_by=row["detected_by"],
+        detail=row["detail"],
+        handled_by=row["handled_by"],
+        handled_at=row["handled_at"],
+        note=row["note"],
+    )
+
+
+@strawberry.type
+class AnomalyEdge:
+    cursor: str
+    node: Anomaly
+
+
+@strawberry.type
+class AnomalyPageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class AnomalyConnection:
+    edges: list[AnomalyEdge]
+    page_info: AnomalyPageInfo
+
+
+@strawberry.input
+class AnomalyFilter:
+    region: str | None = None
+    institution: str | None = None
+    drug: str | None = None
+    kind: str | None = None
+    status: AnomalyStatus | None = None
+    detected_from: date | None = None
+    detected_to: date | None = None
+
+
+@strawberry.type(description="One use of a traceability code.")
+class TraceEvent:
+    code: str
+    drug: str
+    kind: str
+    institution: str
+    settlement_id: strawberry.ID | None
+    line_index: int
+    units: int
+    patient: str = strawberry.field(description="The patient, by the keyed blind index of their ID number.")
+    occurred_at: datetime
+
+
+@strawberry.type
+class KindCount:
+    name: str
+    count: int
+
+
+@strawberry.type(description="An institution's anomalies against its settlements over a period.")
+class RiskSummary:
+    institution: str
+    settlements: int
+    anomalies: int
+    open_anomalies: int
+    anomalies_per_hundred_settlements: float
+    by_kind: list[KindCount]
+    by_severity: list[KindCount]
+
+
+@strawberry.type(description="The audit log's hash chain, recomputed.")
+class AuditVerification:
+    intact: bool
+    entries: int
+    sealed: int
+    checkpoints: int
+    first_problem: str | None
+    first_problem_sequence: int | None
+    first_problem_entry: strawberry.ID | None
+
+
+@strawberry.type
+class PrescriptionRecord:
+    prescription_id: str
+    hospital: str
+    drugs: list[str]

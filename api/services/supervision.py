@@ -1,0 +1,378 @@
+"""The fund supervisors' side of traceability: anomaly scans, anomalies by page and filter, a
+code's history, an institution's risk summary, handling anomalies, and e-prescriptions (which
+the prescribing hospital records and dual-channel pharmacy sales are matched to).
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from adjudication import ErrorCode
+from adjudication.tracecodes import FINDING_KIND, AnomalyKind, CodeEvent, Problem, check_line, detect
+from api.auth import INSTITUTION_ROLES, Principal, Role
+from api.db import models
+from api.errors import ServiceError
+from api.ids import uuid7
+from api.services import access, audit, tracing
+from api.services.runtime import Runtime
+
+Row = dict[str, Any]
+PAGE = 500
+
+
+async def scan(runtime: Runtime) -> int:
+    """Detect anomalies in everything recorded; returns how many are new. The writer's rules and
+    fingerprints: what was flagged when written is not flagged again.
+    """
+    now = runtime.clock()
+    found: list[Row] = []
+    async with runtime.sessions() as session:
+        found.extend(await _event_anomalies(session, now))
+        found.extend(await _line_anomalies(session, now))
+        before = (await session.execute(select(func.count()).select_from(models.Anomaly))).scalar_one()
+        await tracing.record_anomalies(session, found)
+        after = (await session.execute(select(func.count()).select_from(models.Anomaly))).scalar_one()
+        await session.commit()
+    return int(after - before)
+
+
+async def _event_anomalies(session: AsyncSession, now: datetime) -> list[Row]:
+    events = models.TraceEvent.__table__
+    settlements = models.Settlement.__table__
+    rows = (
+        (
+            await session.execute(
+                select(events, settlements.c.service_date).join(settlements, settlements.c.id == events.c.settlement_id)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    where = {str(row["id"]): row for row in rows}
+    history = [
+        CodeEvent(
+            str(r["id"]),
+            r["code"],
+            r["drug_code"],
+            r["kind"],
+            r["units"],
+            r["occurred_at"],
+            r["service_date"],
+            r["institution_code"],
+        )
+        for r in rows
+    ]
+    facts = await tracing.drug_facts(session, [event.drug for event in history])
+    return [
+        tracing.anomaly(
+            detection.kind,
+            detection.fingerprint,
+            None,
+            at=now,
+            detected_by="scan",
+            message=detection.message,
+            code=detection.code,
+            drug=where[detection.event_id]["drug_code"],
+            institution=where[detection.event_id]["institution_code"],
+            region=where[detection.event_id]["region"],
+            settlement_id=where[detection.event_id]["settlement_id"],
+        )
+        for detection in detect(history, facts, tracing.REVERSAL_WINDOW)
+    ]
+
+
+async def _line_anomalies(session: AsyncSession, now: datetime) -> list[Row]:
+    """What the lines of live settlements show: codes malformed or miscounted, no codes, and
+    dual-channel pharmacy sales without a matching e-prescription.
+    """
+    lines = models.SettlementLine.__table__
+    settlements = models.Settlement.__table__
+    prescriptions = models.Prescription.__table__
+    rows = (
+        (
+            await session.execute(
+                select(
+                    lines,
+                    settlements.c.institution_code,
+                    settlements.c.region,
+                    settlements.c.visit,
+                    settlements.c.person_id,
+                )
+                .join(settlements, settlements.c.id == lines.c.settlement_id)
+                .where(settlements.c.status == "settled")
+            )
+        )
+        .mappings()
+        .all()
+    )
+    facts = await tracing.drug_facts(session, [row["drug_code"] for row in rows])
+    issued = {row["prescription_id"]: row for row in (await session.execute(select(prescriptions))).mappings()}
+    found: list[Row] = []
+    for row in rows:
+        place = {
+            "institution": row["institution_code"],
+            "region": row["region"],
+            "settlement_id": row["settlement_id"],
+            "drug": row["drug_code"],
+            "at": now,
+            "detected_by": "scan",
+        }
+        drug = facts.get(row["drug_code"])
+        if drug is not None:
+            for finding in check_line(
+                row["trace_codes"],
+                row["quantity"],
+                split=row["split"],
+                package_units=drug.package_units,
+                prefixes=drug.prefixes,
+            ):
+                if finding.problem is Problem.PRODUCT_MISMATCH:
+                    continue  # judged on the code's events, like the writer does
+                kind = FINDING_KIND[finding.problem]
+                fingerprint = f"{kind}:{row['settlement_id']}:{row['line_index']}:{finding.code or ''}"
+                found.append(
+                    tracing.anomaly(kind, fingerprint, None, message=finding.message, code=finding.code, **place)
+                )
+        if row["visit"] == "pharmacy":
+            prescription = issued.get(row["prescription_id"] or "")
+            if (
+                prescription is None
+                or prescription["person_id"] != row["person_id"]
+                or row["drug_code"] not in prescription["drugs"]
+            ):
+                kind = AnomalyKind.NO_PRESCRIPTION
+                found.append(
+                    tracing.anomaly(
+                        kind,
+                        f"{kind}:{row['settlement_id']}:{row['line_index']}",
+                        None,
+                        message="no matching e-prescription for this patient and drug",
+                        **place,
+                    )
+                )
+    return found
+
+
+# --- anomalies, as supervisors and institutions see them ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyFilter:
+    region: str | None = None
+    institution: str | None = None
+    drug: str | None = None
+    kind: str | None = None
+    status: str | None = None
+    detected_from: date | None = None
+    detected_to: date | None = None
+
+
+def _anomaly_where(principal: Principal, where: AnomalyFilter) -> list[ColumnElement[bool]]:
+    table = models.Anomaly.__table__
+    clauses = [access.anomalies(principal)]
+    for column, value in (
+        (table.c.region, where.region),
+        (table.c.institution_code, where.institution),
+        (table.c.drug_code, where.drug),
+        (table.c.kind, where.kind),
+        (table.c.status, where.status),
+    ):
+        if value is not None:
+            clauses.append(column == value)
+    if where.detected_from is not None:
+        clauses.append(table.c.detected_at >= datetime.combine(where.detected_from, datetime.min.time()).astimezone())
+    if where.detected_to is not None:
+        clauses.append(table.c.detected_at < datetime.combine(where.detected_to, datetime.max.time()).astimezone())
+    return clauses
+
+
+def cursor_of(anomaly_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(b"anomaly:" + anomaly_id.bytes).decode()
+
+
+def _after(cursor: str) -> uuid.UUID:
+    try:
+        raw = base64.urlsafe_b64decode(cursor.encode())
+        if not raw.startswith(b"anomaly:"):
+            raise ValueError
+        return uuid.UUID(bytes=raw.removeprefix(b"anomaly:"))
+    except ValueError:
+        raise ServiceError(ErrorCode.INVALID_FIELD, "not a cursor this service gave out", "after") from None
+
+
+async def anomalies(
+    runtime: Runtime, principal: Principal, where: AnomalyFilter, first: int, after: str | None
+) -> tuple[list[Row], bool]:
+    """Newest first, by keyset on the (time-ordered) id."""
+    if not 1 <= first <= PAGE:
+        raise ServiceError(ErrorCode.INVALID_FIELD, f"first must be between 1 and {PAGE}", "first")
+    table = models.Anomaly.__table__
+    statement = select(table).where(*_anomaly_where(principal, where)).order_by(table.c.id.desc()).limit(first + 1)
+    if after is not None:
+        statement = statement.where(table.c.id < _after(after))
+    async with runtime.sessions() as session:
+        rows = [dict(row) for row in (await session.execute(statement)).mappings()]
+    return rows[:first], len(rows) > first
+
+
+async def stream_anomalies(runtime: Runtime, principal: Principal, where: AnomalyFilter) -> AsyncIterator[Row]:
+    """Every matching anomaly, a page at a time: an export never holds them all in memory."""
+    after: str | None = None
+    while True:
+        page, more = await anomalies(runtime, principal, where, PAGE, after)
+        for row in page:
+            yield row
+        if not more:
+            return
+        after = cursor_of(page[-1]["id"])
+
+
+async def code_history(runtime: Runtime, principal: Principal, code: str) -> list[Row]:
+    """Every event of one traceability code that the caller may see, in time order."""
+    events = models.TraceEvent.__table__
+    async with runtime.sessions() as session:
+        rows = await session.execute(
+            select(events)
+            .where(events.c.code == code, access.trace_events(principal))
+            .order_by(events.c.occurred_at, events.c.id)
+        )
+        return [dict(row) for row in rows.mappings()]
+
+
+@dataclass(frozen=True, slots=True)
+class RiskSummary:
+    institution: str
+    settlements: int
+    anomalies: int
+    open_anomalies: int
+    by_kind: dict[str, int]
+    by_severity: dict[str, int]
+
+    @property
+    def anomalies_per_hundred_settlements(self) -> float:
+        return round(100 * self.anomalies / self.settlements, 2) if self.settlements else 0.0
+
+
+async def risk_summary(
+    runtime: Runtime, principal: Principal, institution: str, start: date, end: date
+) -> RiskSummary | None:
+    institutions = models.Institution.__table__
+    settlements = models.Settlement.__table__
+    table = models.Anomaly.__table__
+    async with runtime.sessions() as session:
+        visible = (
+            await session.execute(
+                select(institutions.c.code).where(institutions.c.code == institution, access.institutions(principal))
+            )
+        ).first()
+        if visible is None:
+            return None
+        count = (
+            await session.execute(
+                select(func.count())
+                .select_from(settlements)
+                .where(
+                    settlements.c.institution_code == institution,
+                    settlements.c.service_date >= start,
+                    settlements.c.service_date <= end,
+                )
+            )
+        ).scalar_one()
+        where = _anomaly_where(principal, AnomalyFilter(institution=institution, detected_from=start, detected_to=end))
+        rows = (await session.execute(select(table.c.kind, table.c.severity, table.c.status).where(*where))).all()
+    by_kind: dict[str, int] = {}
+    by_severity: dict[str, int] = {}
+    for kind, severity, _ in rows:
+        by_kind[kind] = by_kind.get(kind, 0) + 1
+        by_severity[severity] = by_severity.get(severity, 0) + 1
+    return RiskSummary(institution, int(count), len(rows), sum(1 for r in rows if r[2] == "open"), by_kind, by_severity)
+
+
+async def handle(runtime: Runtime, principal: Principal, anomaly_id: uuid.UUID, status: str, note: str) -> Row:
+    """An institution explains its anomaly; a supervisor explains or confirms one of its region."""
+    now = runtime.clock()
+    allowed = {"explained"} if principal.role in INSTITUTION_ROLES else {"explained", "confirmed"}
+    if principal.role not in INSTITUTION_ROLES and principal.role is not Role.SUPERVISOR:
+        error = ServiceError(ErrorCode.FORBIDDEN, "only institutions and supervisors handle anomalies", "input")
+        await audit.refuse(runtime.sessions, principal, "handleAnomaly", error, now, f"anomaly:{anomaly_id}")
+    if status not in allowed:
+        raise ServiceError(
+            ErrorCode.INVALID_FIELD, f"a {principal.role} may set: {', '.join(sorted(allowed))}", "input.status"
+        )
+    if not note.strip():
+        raise ServiceError(ErrorCode.MISSING_FIELD, "handling an anomaly takes a note", "input.note")
+    table = models.Anomaly.__table__
+    async with runtime.sessions() as session:
+        found = (
+            (
+                await session.execute(
+                    select(table).where(table.c.id == anomaly_id, access.anomalies(principal)).with_for_update()
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if found is None:
+            raise ServiceError(ErrorCode.NOT_FOUND, f"no anomaly {anomaly_id}", "input.id")
+        handler = f"{principal.role}:{principal.org}:{principal.subject}"
+        await session.execute(
+            update(table)
+            .where(table.c.id == anomaly_id)
+            .values(status=status, note=note.strip(), handled_by=handler, handled_at=now)
+        )
+        await audit.append(
+            session,
+            audit.AuditRecord(
+                audit.Actor.of(principal), "handleAnomaly", "allowed", now, f"anomaly:{anomaly_id}", {"status": status}
+            ),
+        )
+        await session.commit()
+    return dict(found) | {"status": status, "note": note.strip(), "handled_by": handler, "handled_at": now}
+
+
+async def record_prescription(
+    runtime: Runtime, principal: Principal, prescription_id: str, person: str, drugs: list[str], issued_on: date
+) -> Row:
+    """The prescribing hospital records an e-prescription (a pharmacy's sale is matched to it)."""
+    now = runtime.clock()
+    if principal.role is not Role.HOSPITAL:
+        error = ServiceError(ErrorCode.FORBIDDEN, "only a prescribing hospital records e-prescriptions", "input")
+        await audit.refuse(runtime.sessions, principal, "recordPrescription", error, now, prescription_id)
+    if not prescription_id.strip() or not drugs:
+        raise ServiceError(ErrorCode.MISSING_FIELD, "a prescription has an id and at least one drug", "input")
+    people = models.Person.__table__
+    table = models.Prescription.__table__
+    async with runtime.sessions() as session:
+        person_id = (await session.execute(select(people.c.id).where(people.c.psn_no == person))).scalar_one_or_none()
+        if person_id is None:
+            raise ServiceError(ErrorCode.NOT_FOUND, f"no insured person {person}", "input.person")
+        if (await session.execute(select(table.c.id).where(table.c.prescription_id == prescription_id))).first():
+            raise ServiceError(
+                ErrorCode.DUPLICATE, f"prescription {prescription_id} is already recorded", "input.prescriptionId"
+            )
+        row = {
+            "id": uuid7(),
+            "prescription_id": prescription_id,
+            "hospital_code": principal.org,
+            "person_id": person_id,
+            "drugs": sorted(set(drugs)),
+            "issued_on": issued_on,
+            "recorded_at": now,
+        }
+        await session.execute(table.insert().values(row))
+        await audit.append(
+            session,
+            audit.AuditRecord(
+                audit.Actor.of(principal), "recordPrescription", "allowed", now, f"prescription:{prescription_id}"
+            ),
+        )
+        await session.commit()
+    return row
