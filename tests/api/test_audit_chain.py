@@ -6,8 +6,8 @@ the database. On PostgreSQL the ledger and the audit tables are append-only for 
 from __future__ import annotations
 
 import subprocess
-import uuid
 import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
