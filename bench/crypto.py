@@ -148,7 +148,10 @@ async def time_settlements(database_url: str, count: int, cipher_class: type[Fie
             service_date=datetime(2026, 5, 1).date(),
             visit=Visit.INPATIENT,
             diagnoses=["C83.3"],
-            lines=[LineInput("CART", 1, "120000.00"), LineInput("TMAB", 2, "1500.00")],
+            lines=[
+                LineInput("CART", 1, "120000.00", [f"{3 * n:020d}"]),
+                LineInput("TMAB", 2, "1500.00", [f"{3 * n + 1:020d}", f"{3 * n + 2:020d}"]),
+            ],
         )
         for n in range(count)
     ]
