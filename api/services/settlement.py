@@ -274,35 +274,32 @@ async def _decide(
 async def _accumulators(
     session: AsyncSession, person_id: uuid.UUID, year: int, plan_codes: Sequence[str], *, lock: bool
 ) -> dict[str, Row]:
-    table = models.Accumulator.__table__
-    if lock:
-        missing = [{"id": uuid7(), "person_id": person_id, "year": year, "plan_code": code} for code in plan_codes]
-        await insert_missing(session, table, missing, ["person_id", "year", "plan_code"])
-    statement = (
-        select(table)
-        .where(table.c.person_id == person_id, table.c.year == year, table.c.plan_code.in_(plan_codes))
-        .order_by(table.c.plan_code)
-    )
-    if lock:
-        statement = statement.with_for_update()
-    return {row["plan_code"]: dict(row) for row in (await session.execute(statement)).mappings()}
+    return await _year_rows(session, models.Accumulator.__table__, "plan_code", person_id, year, plan_codes, lock=lock)
 
 
 async def _units(
     session: AsyncSession, person_id: uuid.UUID, year: int, drugs: Sequence[str], *, lock: bool
 ) -> dict[str, Row]:
-    table = models.UnitsReceived.__table__
+    return await _year_rows(session, models.UnitsReceived.__table__, "drug_code", person_id, year, drugs, lock=lock)
+
+
+async def _year_rows(
+    session: AsyncSession, table: Any, key: str, person_id: uuid.UUID, year: int, keys: Sequence[str], *, lock: bool
+) -> dict[str, Row]:
+    """A person's running totals of the year by `key` (plan or drug). Locking, they are created
+    when missing and locked in `key` order, the one order every writer follows.
+    """
     if lock:
-        missing = [{"id": uuid7(), "person_id": person_id, "year": year, "drug_code": drug} for drug in drugs]
-        await insert_missing(session, table, missing, ["person_id", "year", "drug_code"])
+        missing = [{"id": uuid7(), "person_id": person_id, "year": year, key: value} for value in keys]
+        await insert_missing(session, table, missing, ["person_id", "year", key])
     statement = (
         select(table)
-        .where(table.c.person_id == person_id, table.c.year == year, table.c.drug_code.in_(drugs))
-        .order_by(table.c.drug_code)
+        .where(table.c.person_id == person_id, table.c.year == year, table.c[key].in_(keys))
+        .order_by(table.c[key])
     )
     if lock:
         statement = statement.with_for_update()
-    return {row["drug_code"]: dict(row) for row in (await session.execute(statement)).mappings()}
+    return {row[key]: dict(row) for row in (await session.execute(statement)).mappings()}
 
 
 async def _pools(session: AsyncSession, institution: str, payers: Sequence[str], *, lock: bool) -> dict[str, Row]:
