@@ -5,7 +5,6 @@ accumulators, an institution and its prepayment pools, plans, the commercial cat
 
 from __future__ import annotations
 
-import base64
 import uuid
 from dataclasses import dataclass
 from datetime import date
@@ -20,7 +19,7 @@ from api.crypto.envelope import Place
 from api.crypto.tenants import insurer_tenant
 from api.db import models
 from api.errors import ServiceError
-from api.services import access, audit
+from api.services import access, audit, cursors
 from api.services.records import SettlementView, read_settlements
 from api.services.runtime import Runtime
 
@@ -46,17 +45,7 @@ class Page:
 
 
 def encode_cursor(settlement_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(b"settlement:" + settlement_id.bytes).decode()
-
-
-def decode_cursor(cursor: str) -> uuid.UUID:
-    try:
-        raw = base64.urlsafe_b64decode(cursor.encode())
-        if not raw.startswith(b"settlement:"):
-            raise ValueError
-        return uuid.UUID(bytes=raw.removeprefix(b"settlement:"))
-    except ValueError:
-        raise ServiceError(ErrorCode.INVALID_FIELD, "not a cursor this service gave out", "after") from None
+    return cursors.encode("settlement", settlement_id)
 
 
 async def settlement(runtime: Runtime, principal: Principal, settlement_id: uuid.UUID) -> SettlementView | None:
@@ -97,7 +86,7 @@ async def settlements(
     table = models.Settlement.__table__
     statement = select(table.c.id).where(access.settlements(principal)).order_by(table.c.id.desc()).limit(first + 1)
     if after is not None:
-        statement = statement.where(table.c.id < decode_cursor(after))
+        statement = statement.where(table.c.id < cursors.decode("settlement", after))
     if where.institution:
         statement = statement.where(table.c.institution_code == where.institution)
     if where.status:

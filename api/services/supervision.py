@@ -5,7 +5,6 @@ the prescribing hospital records and dual-channel pharmacy sales are matched to)
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from api.auth import INSTITUTION_ROLES, Principal, Role
 from api.db import models
 from api.errors import ServiceError
 from api.ids import uuid7
-from api.services import access, audit, tracing
+from api.services import access, audit, cursors, tracing
 from api.services.runtime import Runtime
 
 Row = dict[str, Any]
@@ -195,17 +194,7 @@ def _anomaly_where(principal: Principal, where: AnomalyFilter) -> list[ColumnEle
 
 
 def cursor_of(anomaly_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(b"anomaly:" + anomaly_id.bytes).decode()
-
-
-def _after(cursor: str) -> uuid.UUID:
-    try:
-        raw = base64.urlsafe_b64decode(cursor.encode())
-        if not raw.startswith(b"anomaly:"):
-            raise ValueError
-        return uuid.UUID(bytes=raw.removeprefix(b"anomaly:"))
-    except ValueError:
-        raise ServiceError(ErrorCode.INVALID_FIELD, "not a cursor this service gave out", "after") from None
+    return cursors.encode("anomaly", anomaly_id)
 
 
 async def anomalies(
@@ -217,7 +206,7 @@ async def anomalies(
     table = models.Anomaly.__table__
     statement = select(table).where(*_anomaly_where(principal, where)).order_by(table.c.id.desc()).limit(first + 1)
     if after is not None:
-        statement = statement.where(table.c.id < _after(after))
+        statement = statement.where(table.c.id < cursors.decode("anomaly", after))
     async with runtime.sessions() as session:
         rows = [dict(row) for row in (await session.execute(statement)).mappings()]
     return rows[:first], len(rows) > first
