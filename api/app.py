@@ -209,3 +209,8 @@ def create_app(settings: Settings) -> Starlette:
         ],
         lifespan=lifespan,
     )
+
+
+def create_app_from_environment() -> Starlette:
+    """The factory `settle serve` hands uvicorn (each worker process builds its own app)."""
+    return create_app(Settings.from_environment())

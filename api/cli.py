@@ -81,7 +81,6 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from api.app import create_app
     from api.settings import Settings
 
     settings = Settings.from_environment()
@@ -91,7 +90,17 @@ def _serve(args: argparse.Namespace) -> int:
             "development mode: GraphiQL is served, the schema is migrated and demo data loaded on start; "
             "set SETTLE_MODE=production for a real deployment"
         )
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    if settings.workers > 1 and not settings.postgresql:
+        logging.getLogger("settle").warning("SQLite has one writer: serving with one worker")
+    workers = settings.workers if settings.postgresql else 1
+    uvicorn.run(
+        "api.app:create_app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level="info",
+    )
     return 0
 
 

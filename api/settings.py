@@ -14,6 +14,7 @@ SETTLE_KEYRING_DIR          the file keyring's folder (default keys/dev/keyring 
                             required in production)
 SETTLE_VALUES_PER_DATA_KEY  how many values one data key encrypts before a new one (1000000)
 SETTLE_AUDIT_SEAL_SECONDS   how often the service seals new audit entries into the chain (1; 0: never)
+SETTLE_WORKERS              `settle serve` worker processes (1; PostgreSQL only beyond one)
 """
 
 from __future__ import annotations
@@ -25,7 +26,18 @@ from enum import StrEnum
 from pathlib import Path
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/settle.sqlite3"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _project_root() -> Path:
+    """The checkout the package runs from; for an installed (non-editable) package, which has
+    no migrations beside it, the working directory (set SETTLE_MIGRATIONS and SETTLE_KEYS_DIR
+    explicitly in that case, as the Dockerfile does).
+    """
+    beside = Path(__file__).resolve().parent.parent
+    return beside if (beside / "migrations").is_dir() else Path.cwd()
+
+
+PROJECT_ROOT = _project_root()
 
 
 class Mode(StrEnum):
@@ -49,6 +61,7 @@ class Settings:
     keyring_dir: Path | None = None
     values_per_data_key: int = 1_000_000
     audit_seal_seconds: float = 1.0
+    workers: int = 1
 
     @property
     def development(self) -> bool:
@@ -77,4 +90,5 @@ class Settings:
             keyring_dir=Path(environ["SETTLE_KEYRING_DIR"]) if environ.get("SETTLE_KEYRING_DIR") else None,
             values_per_data_key=int(environ.get("SETTLE_VALUES_PER_DATA_KEY", "1000000")),
             audit_seal_seconds=float(environ.get("SETTLE_AUDIT_SEAL_SECONDS", "1")),
+            workers=int(environ.get("SETTLE_WORKERS", "1")),
         )

@@ -5,13 +5,17 @@ the serial, read the facts, lock the person's accumulators and the prepayment po
 engine, write the settlement, its lines, payers, accumulator changes and ledger entries) as a
 cashier window sees them: settlements per second and the latency percentiles of each call.
 
-How: it creates its own PostgreSQL database (settle_bench_<random>), migrates it and loads the
-demo data set (api/demo.py) with many more people and prepayment grants large enough that no pool
-runs dry; starts `settle serve` (uvicorn, SETTLE_MODE=production) in a subprocess on a free
-port; settles a warm-up batch, then N claims of 1-3 lines with C concurrent clients, each claim
-under its own serial and checked to come back as a Settlement; checks the money invariants; and,
-for comparison, runs pgbench's TPC-B on a scratch database of the same server. At the end (and on
-errors or Ctrl-C) the server is stopped and every database it created is dropped.
+How: it creates its own PostgreSQL database (settle_bench_<random>), migrates it and loads (with
+`settle load`, i.e. api.services.loading.load_document) the demo data set of api/demo.py with
+many more people and prepayment grants large enough that no pool runs dry; makes a token issuer
+and a field-encryption keyring of its own in a temporary folder; starts `settle serve` (uvicorn,
+SETTLE_MODE=production) in a subprocess on a free port; settles a warm-up batch, then N claims of
+1-3 lines with C concurrent clients, each as its institution's cashier (a bearer token), under its
+own serial, and checked to come back as a Settlement; checks the money invariants; and, for
+comparison, runs pgbench's TPC-B on a scratch database of the same server. Besides the rate and
+the latencies it reports the CPU spent per settlement by the service, PostgreSQL, the clients and
+anything else (Linux only): "other" well above a millisecond means the box was not quiet. At the
+end (and on errors or Ctrl-C) the server is stopped and every database it created is dropped.
 
     .venv/bin/python bench/settle.py [--settlements 5000] [--concurrency 32] [--warmup 200]
                                      [--people 2000] [--one-person] [--no-pgbench] [--seed 7]

@@ -7,6 +7,7 @@ import logging
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -54,6 +55,12 @@ def unexpected(error: GraphQLError) -> bool:
 
 
 def build_schema() -> strawberry.Schema:
+    # The limits' validation rules are made once: strawberry's limiters define a new rule class
+    # per instance, which would change the validation cache's key on every request and miss it.
+    limits = [
+        *QueryDepthLimiter(max_depth=12).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=30).validation_rules,
+    ]
     return Schema(
         query=Query,
         mutation=Mutation,
@@ -63,8 +70,7 @@ def build_schema() -> strawberry.Schema:
         extensions=[
             lambda: ParserCache(maxsize=CACHE_SIZE),
             lambda: ValidationCache(maxsize=CACHE_SIZE),
-            lambda: QueryDepthLimiter(max_depth=12),
-            lambda: MaxAliasesLimiter(max_alias_count=30),
+            lambda: AddValidationRules(limits),
             lambda: MaxTokensLimiter(max_token_count=5_000),
             lambda: MaskErrors(should_mask_error=unexpected, error_message="internal error: the event is logged"),
         ],

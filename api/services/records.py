@@ -195,11 +195,11 @@ def rows_for(
     settlement: Row,
     result: Adjudication,
     plan_versions: Mapping[str, uuid.UUID],
-    draws: Mapping[str, int],
     request_lines: Sequence[Any],
 ) -> SettlementRows:
     """The rows of a new settlement. `settlement` carries its identity columns; the split's
-    columns, and all children, come from `result`. `draws` maps a plan to what its pool covers.
+    columns, and all children, come from `result`. The payers are unfunded (all receivable)
+    until the pools are drawn on, last.
     """
     settlement_id = settlement["id"]
     settlement.update(
@@ -245,7 +245,6 @@ def rows_for(
                     }
                 )
     for position, payer in enumerate(result.payers):
-        drawn = draws.get(payer.plan, 0)
         rows.payers.append(
             {
                 "id": uuid7(),
@@ -258,8 +257,8 @@ def rows_for(
                 "amount_fen": payer.amount,
                 "base_fen": payer.base,
                 "deductible_applied_fen": payer.deductible_applied,
-                "drawn_fen": drawn,
-                "receivable_fen": payer.amount - drawn,
+                "drawn_fen": 0,
+                "receivable_fen": payer.amount,
                 "reasons": reasons_of(payer.reasons),
             }
         )

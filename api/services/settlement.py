@@ -3,9 +3,11 @@ in one transaction.
 
 Concurrency: a settlement takes, in this fixed order, (1) a lock on its idempotency key
 (institution, serial), (2) the person's accumulator rows of the year, plan by plan, then the
-units-received rows, drug by drug, and (3) last and briefly, the prepayment pools it draws on,
-payer by payer. A reversal takes the same locks in the same order (its settlement row standing
-for the key). On PostgreSQL these are row locks (SELECT ... FOR UPDATE) under READ COMMITTED; on
+units-received rows, drug by drug, (3) the packages of its traceability codes, code by code, and
+(4) last, once everything else is written, the prepayment pools it draws on, payer by payer: a
+pool is shared by every claim at its institution, so it is held only for the draw, the payers'
+shares, the ledger entries and the commit. A reversal takes the same locks in the same order (its
+settlement row standing for the key). On PostgreSQL these are row locks (SELECT ... FOR UPDATE) under READ COMMITTED; on
 SQLite every write transaction holds the database lock from its first statement.
 """
 
@@ -44,9 +46,7 @@ class Decision:
     result: Adjudication
     accumulators: Mapping[str, Row]
     units: Mapping[str, Row]
-    pools: Mapping[str, Row]
-    draws_by_plan: Mapping[str, int]
-    rows: SettlementRows
+    rows: SettlementRows  # its payers are funded (drawn / receivable) by `_fund`, last
     trace: tracing.TracePlan
 
 
@@ -89,6 +89,7 @@ async def pre_settle(runtime: Runtime, principal: Principal, request: ClaimReque
     await authorize_claims(runtime.sessions, principal, "preSettle", request.institution, now, "claim.institution")
     async with runtime.sessions() as session:  # never committed: closing the session rolls back
         decision = await _decide(session, runtime, request, now, lock=False)
+        await _fund(session, request.institution, decision, lock=False)
     await audit.append_alone(runtime.sessions, *decision.facts.disclosures)
     return view(decision.rows, request.person)
 
@@ -117,8 +118,10 @@ async def _settle(runtime: Runtime, principal: Principal, request: ClaimRequest,
         if existing is not None:
             return existing
         decision = await _decide(session, runtime, request, now, lock=True)
-        await _write(session, runtime, request, decision, now)
+        await _write_claim(session, runtime, request, decision)
         await tracing.write_sale(session, decision.trace)
+        pools = await _fund(session, request.institution, decision, lock=True)  # the pool locks: last, briefly
+        await _write_money(session, request, decision, pools, now)
         await audit.append(session, *decision.facts.disclosures)
         await audit.append(
             session,
@@ -233,15 +236,6 @@ async def _decide(
         service_date=request.service_date,
     )
     trace = await tracing.plan_sale(session, request, where, lock=lock)
-    owed = {payer.payer for payer in result.payers if payer.amount}
-    pools = await _pools(session, facts.institution.code, sorted(owed), lock=lock)
-    draws_by_plan: dict[str, int] = {}
-    left = {payer: row["balance_fen"] for payer, row in pools.items()}
-    for payer in result.payers:
-        drawn = min(payer.amount, left.get(payer.payer, 0))
-        if drawn:
-            left[payer.payer] -= drawn
-            draws_by_plan[payer.plan] = drawn
     settlement: Row = {
         "id": settlement_id,
         "institution_code": request.institution,
@@ -265,10 +259,9 @@ async def _decide(
         settlement=settlement,
         result=result,
         plan_versions={plan.plan.id: plan.version_id for plan in facts.plans},
-        draws=draws_by_plan,
         request_lines=request.lines,
     )
-    return Decision(facts, result, accumulators, units, pools, draws_by_plan, rows, trace)
+    return Decision(facts, result, accumulators, units, rows, trace)
 
 
 async def _accumulators(
@@ -316,11 +309,9 @@ async def _pools(session: AsyncSession, institution: str, payers: Sequence[str],
     return {row["payer_code"]: dict(row) for row in (await session.execute(statement)).mappings()}
 
 
-async def _write(
-    session: AsyncSession, runtime: Runtime, request: ClaimRequest, decision: Decision, now: datetime
-) -> None:
+async def _write_claim(session: AsyncSession, runtime: Runtime, request: ClaimRequest, decision: Decision) -> None:
+    """Everything but the money: accumulators, units, the settlement and its lines."""
     result, rows = decision.result, decision.rows
-    accumulators = models.Accumulator.__table__
     changed = [
         {
             "row_id": decision.accumulators[code]["id"],
@@ -332,7 +323,7 @@ async def _write(
         for code, after in result.accumulators.items()
         if code in result.accumulator_changes
     ]
-    await _update_by_id(session, accumulators, changed)
+    await _update_by_id(session, models.Accumulator.__table__, changed)
     received: dict[str, int] = {}
     for line in request.lines:
         received[line.drug] = received.get(line.drug, 0) + line.quantity
@@ -344,48 +335,67 @@ async def _write(
             for drug, n in received.items()
         ],
     )
+    await _insert(session, models.Settlement.__table__, [rows.settlement])
+    for table, records in (
+        (models.SettlementLine.__table__, rows.lines),
+        (models.SettlementLinePayment.__table__, rows.payments),
+        (models.SettlementAccumulatorChange.__table__, rows.changes),
+        (models.SettlementRebate.__table__, await _sealed_rebates(session, runtime.cipher, rows.rebates)),
+    ):
+        await _insert(session, table, records)
+
+
+async def _fund(session: AsyncSession, institution: str, decision: Decision, *, lock: bool) -> dict[str, Row]:
+    """Draw each payer's share from its prepayment pool here, as far as the pool goes; the rest
+    is owed. Plans of one payer draw on its one pool in waterfall order. Returns the pools read
+    (locked, when `lock`), and fills the payer rows' drawn and receivable amounts.
+    """
+    owed = sorted({payer["payer_code"] for payer in decision.rows.payers if payer["amount_fen"]})
+    pools = await _pools(session, institution, owed, lock=lock)
+    left = {payer: row["balance_fen"] for payer, row in pools.items()}
+    for payer in decision.rows.payers:
+        drawn = min(payer["amount_fen"], left.get(payer["payer_code"], 0))
+        left[payer["payer_code"]] = left.get(payer["payer_code"], 0) - drawn
+        payer.update(drawn_fen=drawn, receivable_fen=payer["amount_fen"] - drawn)
+    return pools
+
+
+async def _write_money(
+    session: AsyncSession, request: ClaimRequest, decision: Decision, pools: Mapping[str, Row], now: datetime
+) -> None:
+    """The pool draws, the payers' shares and the balanced ledger transaction."""
+    rows = decision.rows
     drawn_by_payer: dict[str, int] = {}
-    for payer in result.payers:
-        drawn = decision.draws_by_plan.get(payer.plan, 0)
-        if drawn:
-            drawn_by_payer[payer.payer] = drawn_by_payer.get(payer.payer, 0) + drawn
+    for payer in rows.payers:
+        if payer["drawn_fen"]:
+            drawn_by_payer[payer["payer_code"]] = drawn_by_payer.get(payer["payer_code"], 0) + payer["drawn_fen"]
     await _update_by_id(
         session,
         models.PrepaymentPool.__table__,
         [
             {
-                "row_id": decision.pools[payer]["id"],
-                "drawn_fen": decision.pools[payer]["drawn_fen"] + amount,
-                "balance_fen": decision.pools[payer]["balance_fen"] - amount,
+                "row_id": pools[payer]["id"],
+                "drawn_fen": pools[payer]["drawn_fen"] + amount,
+                "balance_fen": pools[payer]["balance_fen"] - amount,
             }
             for payer, amount in sorted(drawn_by_payer.items())
         ],
     )
     transaction = ledger.Transaction(now, settlement_id=rows.settlement["id"])
-    institution = request.institution
+    claims_account = ledger.institution_claims(request.institution)
     transaction.transfer(
-        ledger.patient_cash(request.person),
-        ledger.institution_claims(institution),
-        result.patient,
-        ledger.Why.PATIENT_SHARE,
+        ledger.patient_cash(request.person), claims_account, decision.result.patient, ledger.Why.PATIENT_SHARE
     )
     for payer in rows.payers:
         code = payer["payer_code"]
-        claims_account = ledger.institution_claims(institution)
-        transaction.transfer(ledger.pool(code, institution), claims_account, payer["drawn_fen"], ledger.Why.POOL_DRAW)
         transaction.transfer(
-            ledger.payable(code, institution), claims_account, payer["receivable_fen"], ledger.Why.RECEIVABLE
+            ledger.pool(code, request.institution), claims_account, payer["drawn_fen"], ledger.Why.POOL_DRAW
         )
-    await _insert(session, models.Settlement.__table__, [rows.settlement])
-    for table, records in (
-        (models.SettlementLine.__table__, rows.lines),
-        (models.SettlementPayer.__table__, rows.payers),
-        (models.SettlementLinePayment.__table__, rows.payments),
-        (models.SettlementAccumulatorChange.__table__, rows.changes),
-        (models.SettlementRebate.__table__, await _sealed_rebates(session, runtime.cipher, rows.rebates)),
-        (models.LedgerEntry.__table__, transaction.rows()),
-    ):
-        await _insert(session, table, records)
+        transaction.transfer(
+            ledger.payable(code, request.institution), claims_account, payer["receivable_fen"], ledger.Why.RECEIVABLE
+        )
+    await _insert(session, models.SettlementPayer.__table__, rows.payers)
+    await _insert(session, models.LedgerEntry.__table__, transaction.rows())
 
 
 async def _sealed_rebates(session: AsyncSession, cipher: FieldCipher, rebates: Sequence[Row]) -> list[Row]:
