@@ -33,7 +33,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -215,6 +215,8 @@ def _keys(args: argparse.Namespace) -> int:
                     print(
                         f"{key.key_id}\t{key.tenant}\t{key.state}\t{await management.dependants(sessions, key.key_id)}"
                     )
+            if args.action != "list":
+                await _audit_local(sessions, f"keys {args.action}", getattr(args, "key_id", None) or args.action)
         except KeyringError as error:
             print(f"settle: {error}", file=sys.stderr)
             return 1
@@ -223,6 +225,17 @@ def _keys(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+async def _audit_local(sessions: Any, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
+    """The operator's writes from this command line are audited like any other."""
+    from datetime import UTC, datetime
+
+    from api.services import audit
+    from api.services.access import SYSTEM
+
+    record = audit.AuditRecord(audit.Actor.of(SYSTEM), action, "allowed", datetime.now(UTC), target, detail or {})
+    await audit.append_alone(sessions, record)
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -240,7 +253,9 @@ def _audit(args: argparse.Namespace) -> int:
             runtime = _runtime(settings, engine)
             now = datetime.now(UTC)
             if args.command == "anomalies":
-                print(f"{await supervision.scan(runtime)} new anomalies")
+                found = await supervision.scan(runtime)
+                await _audit_local(runtime.sessions, "anomalies scan", "anomalies", {"new": found})
+                print(f"{found} new anomalies")
                 return 0
             if args.action == "seal":
                 print(f"sealed {await audit_chain.seal(runtime.sessions, runtime.cipher.keyring, now)} entries")
