@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -164,7 +164,14 @@ def create_app(settings: Settings) -> Starlette:
             state["engine"] = engine
             state["verifier"] = build_verifier(settings.keys_dir, settings.token_audience, development=dev)
             cipher = FieldCipher(open_keyring(settings), sessions, settings.values_per_data_key)
-            runtime = Runtime(sessions, VersionCache.bounded(), cipher, utc_now, settings.key_wait_ms)
+            runtime = Runtime(
+                sessions,
+                VersionCache.bounded(),
+                cipher,
+                utc_now,
+                settings.key_wait_ms,
+                timedelta(days=settings.reuse_window_days),
+            )
             if settings.development and settings.demo_data:
                 await load_demo_if_empty(runtime)
             state["context"] = Context(settings=settings, runtime=runtime, principal=SYSTEM)

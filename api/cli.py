@@ -172,7 +172,7 @@ def _load(args: argparse.Namespace) -> int:
 
 
 def _runtime(settings: Settings, engine: AsyncEngine) -> Runtime:
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     from api.crypto.envelope import FieldCipher
     from api.crypto.management import open_keyring
@@ -182,7 +182,14 @@ def _runtime(settings: Settings, engine: AsyncEngine) -> Runtime:
 
     sessions = create_sessionmaker(engine)
     cipher = FieldCipher(open_keyring(settings), sessions, settings.values_per_data_key)
-    return Runtime(sessions, VersionCache.bounded(), cipher, lambda: datetime.now(UTC), settings.key_wait_ms)
+    return Runtime(
+        sessions,
+        VersionCache.bounded(),
+        cipher,
+        lambda: datetime.now(UTC),
+        settings.key_wait_ms,
+        timedelta(days=settings.reuse_window_days),
+    )
 
 
 def _keys(args: argparse.Namespace) -> int:

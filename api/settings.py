@@ -15,6 +15,7 @@ SETTLE_KEYRING_DIR          the file keyring's folder (default keys/dev/keyring 
 SETTLE_VALUES_PER_DATA_KEY  how many values one data key encrypts before a new one (1000000)
 SETTLE_AUDIT_SEAL_SECONDS   how often the service seals new audit entries into the chain (1; 0: never)
 SETTLE_WORKERS              `settle serve` worker processes (1; PostgreSQL only beyond one)
+SETTLE_REUSE_WINDOW_DAYS    a code sold again within this many days of a reversal is flagged (7)
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class Settings:
     values_per_data_key: int = 1_000_000
     audit_seal_seconds: float = 1.0
     workers: int = 1
+    reuse_window_days: float = 7.0
 
     @property
     def development(self) -> bool:
@@ -91,4 +93,5 @@ class Settings:
             values_per_data_key=int(environ.get("SETTLE_VALUES_PER_DATA_KEY", "1000000")),
             audit_seal_seconds=float(environ.get("SETTLE_AUDIT_SEAL_SECONDS", "1")),
             workers=int(environ.get("SETTLE_WORKERS", "1")),
+            reuse_window_days=float(environ.get("SETTLE_REUSE_WINDOW_DAYS", "7")),
         )

@@ -20,6 +20,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from cryptography.exceptions import InvalidTag
 from sqlalchemy import event, select
@@ -39,12 +40,17 @@ DEFAULT_VALUES_PER_DATA_KEY = 1_000_000  # far below GCM's 2**32 random-nonce li
 
 class DecryptionError(Exception):
     """A ciphertext that cannot be read here: moved from another row, column or tenant, altered,
-    or under a data key that is unknown. Never answered with a wrong value.
+    or under a data key that is unknown. Never answered with a wrong value. (`extensions` gives
+    the API a stable code for it.)
     """
+
+    extensions: ClassVar[dict[str, str]] = {"code": "VALUE_UNREADABLE"}
 
 
 class ValueUnreadable(DecryptionError):
     """The master key under which this value's data key was wrapped was destroyed."""
+
+    extensions: ClassVar[dict[str, str]] = {"code": "KEY_DESTROYED"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from api.crypto.envelope import DecryptionError
 from api.graphql.admin.mutations import AdminMutations
 from api.graphql.admin.queries import CatalogueQueries
 from api.graphql.people.queries import PeopleQueries
@@ -49,9 +50,12 @@ class Schema(strawberry.Schema):
 
 def unexpected(error: GraphQLError) -> bool:
     """An error that is not a GraphQL error of ours (a bug, a database failure): its message may
-    carry SQL and parameters, so the caller sees only that it happened.
+    carry SQL and parameters, so the caller sees only that it happened. A value that cannot be
+    decrypted (its key destroyed, its ciphertext moved) is said as such: that is the explicit
+    answer crypto-shredding owes.
     """
-    return error.original_error is not None and not isinstance(error.original_error, GraphQLError)
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError | DecryptionError)
 
 
 def build_schema() -> strawberry.Schema:

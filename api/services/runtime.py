@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -19,3 +19,5 @@ class Runtime:
     cipher: FieldCipher
     clock: Callable[[], datetime]
     key_wait_ms: int = 5_000
+    reversal_window: timedelta = timedelta(days=7)
+    """A code sold again this soon after a reversal freed it is flagged."""

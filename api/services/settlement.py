@@ -235,7 +235,7 @@ async def _decide(
         at=now,
         service_date=request.service_date,
     )
-    trace = await tracing.plan_sale(session, request, where, lock=lock)
+    trace = await tracing.plan_sale(session, request, where, runtime.reversal_window, lock=lock)
     settlement: Row = {
         "id": settlement_id,
         "institution_code": request.institution,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select, update
@@ -34,7 +34,7 @@ async def scan(runtime: Runtime) -> int:
     now = runtime.clock()
     found: list[Row] = []
     async with runtime.sessions() as session:
-        found.extend(await _event_anomalies(session, now))
+        found.extend(await _event_anomalies(session, now, runtime.reversal_window))
         found.extend(await _line_anomalies(session, now))
         before = (await session.execute(select(func.count()).select_from(models.Anomaly))).scalar_one()
         await tracing.record_anomalies(session, found)
@@ -43,7 +43,7 @@ async def scan(runtime: Runtime) -> int:
     return int(after - before)
 
 
-async def _event_anomalies(session: AsyncSession, now: datetime) -> list[Row]:
+async def _event_anomalies(session: AsyncSession, now: datetime, reversal_window: timedelta) -> list[Row]:
     events = models.TraceEvent.__table__
     settlements = models.Settlement.__table__
     rows = (
@@ -84,7 +84,7 @@ async def _event_anomalies(session: AsyncSession, now: datetime) -> list[Row]:
             region=where[detection.event_id]["region"],
             settlement_id=where[detection.event_id]["settlement_id"],
         )
-        for detection in detect(history, facts, tracing.REVERSAL_WINDOW)
+        for detection in detect(history, facts, reversal_window)
     ]
 
 

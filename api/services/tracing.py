@@ -41,7 +41,6 @@ from api.errors import ServiceError
 from api.ids import uuid7
 from api.services.requests import ClaimRequest
 
-REVERSAL_WINDOW = timedelta(days=7)
 Row = dict[str, Any]
 
 
@@ -125,7 +124,9 @@ async def _policies(session: AsyncSession, institution: str, drugs: Sequence[str
     return {row["drug_code"]: dict(row) for row in rows.mappings()}
 
 
-async def plan_sale(session: AsyncSession, request: ClaimRequest, where: Where, *, lock: bool) -> TracePlan:
+async def plan_sale(
+    session: AsyncSession, request: ClaimRequest, where: Where, reversal_window: timedelta, *, lock: bool
+) -> TracePlan:
     """Check the claim's codes and take its units from their packages. Raises TRACE_CODE_INVALID
     or TRACE_CODE_ALREADY_SOLD (a TraceRefusal when the refusal is itself an anomaly).
     """
@@ -200,7 +201,7 @@ async def plan_sale(session: AsyncSession, request: ClaimRequest, where: Where, 
         {"row_id": row["id"], "units_sold": row["units_sold"], "last_event_at": where.at} for row in packages.values()
     ]
     new = [_event(row, where.service_date) for row in plan.events]
-    for detection in detect([*history, *new], facts, REVERSAL_WINDOW):
+    for detection in detect([*history, *new], facts, reversal_window):
         if any(event.id == detection.event_id for event in new):
             plan.anomalies.append(
                 anomaly(

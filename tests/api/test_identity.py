@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -210,3 +211,23 @@ async def test_every_write_and_every_denied_attempt_is_in_the_audit_log(service:
     assert ("settle", "denied", "hospital", HOSPITAL) in by_action
     assert ("read Person.idNumber", "denied", "hospital", HOSPITAL) in by_action
     assert denied_field.status_code == 200
+
+
+async def test_a_price_whose_key_was_destroyed_reads_as_an_explicit_error(service: Service) -> None:
+    from api.crypto import management
+    from api.crypto.keyring import FileKeyring
+    from api.crypto.suites import Suite
+
+    keyring = FileKeyring(service.tokens.keyring_dir, Suite.AES_256_GCM, create_missing=False)
+    active = keyring.active("insurer:INS-A")
+    assert active is not None
+    management.destroy(keyring, active.key_id)
+    await asyncio.sleep(FileKeyring.SCAN_SECONDS + 0.1)  # a running service sees the keyring's changes within this
+    insurer = service.as_(service.tokens.payer("insurer", "INS-A"))
+
+    body = (await insurer.post(PRICES)).json()
+
+    assert body["data"]["commercialCatalogue"][0]["drug"] == CAR_T  # the rest of the answer stands
+    assert body["data"]["commercialCatalogue"][0]["settlementPrice"] is None
+    assert [error["extensions"]["code"] for error in body["errors"]] == ["KEY_DESTROYED"]
+    assert "destroyed" in body["errors"][0]["message"]

@@ -37,7 +37,7 @@ class CatalogueEntry:
     _ciphertext: strawberry.Private[bytes]
 
     @strawberry.field(description="The negotiated settlement price per unit: clear for its insurer and price auditors.")
-    async def settlement_price(self, info: Info) -> ConfidentialAmount:
+    async def settlement_price(self, info: Info) -> ConfidentialAmount | None:
         context = info.context
         if not access.may_read_price(context.principal, self.insurer):
             return ConfidentialAmount.of(None)
