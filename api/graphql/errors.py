@@ -7,7 +7,10 @@ request may simply be sent again.
 
 from __future__ import annotations
 
+import uuid
+
 import strawberry
+from graphql import GraphQLError
 
 from adjudication import ErrorCode as DomainErrorCode
 from api.errors import ServiceError
@@ -81,6 +84,21 @@ _TYPES: dict[DomainErrorCode, type[Error]] = {
     DomainErrorCode.TRACE_CODE_INVALID: TraceCodeRefused,
     DomainErrorCode.TRACE_CODE_ALREADY_SOLD: TraceCodeRefused,
 }
+
+
+def parse_id(value: strawberry.ID) -> uuid.UUID | None:
+    """An id as given by a client: None when it is not one of ours (so: not found)."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def query_error(error: ServiceError) -> GraphQLError:
+    """A query has no error union: a refused query argument (a bad cursor, a bad filter) is a
+    GraphQL error carrying the same stable code.
+    """
+    return GraphQLError(f"{error.field}: {error.message}", extensions={"code": error.code.value})
 
 
 def error_from(error: ServiceError) -> Error:

@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adjudication import ErrorCode
-from adjudication.tracecodes import FINDING_KIND, AnomalyKind, CodeEvent, Problem, check_line, detect
+from adjudication.tracecodes import FINDING_KIND, AnomalyKind, Problem, check_line, detect
 from api.auth import INSTITUTION_ROLES, Principal, Role
 from api.db import models
 from api.errors import ServiceError
@@ -44,45 +44,21 @@ async def scan(runtime: Runtime) -> int:
 
 
 async def _event_anomalies(session: AsyncSession, now: datetime, reversal_window: timedelta) -> list[Row]:
-    events = models.TraceEvent.__table__
-    settlements = models.Settlement.__table__
-    rows = (
-        (
-            await session.execute(
-                select(events, settlements.c.service_date).join(settlements, settlements.c.id == events.c.settlement_id)
-            )
-        )
-        .mappings()
-        .all()
-    )
-    where = {str(row["id"]): row for row in rows}
-    history = [
-        CodeEvent(
-            str(r["id"]),
-            r["code"],
-            r["drug_code"],
-            r["kind"],
-            r["units"],
-            r["occurred_at"],
-            r["service_date"],
-            r["institution_code"],
-        )
-        for r in rows
-    ]
+    where = {str(row["id"]): row for row in await tracing.event_rows(session)}
+    history = [tracing.code_event(row) for row in where.values()]
     facts = await tracing.drug_facts(session, [event.drug for event in history])
     return [
         tracing.anomaly(
             detection.kind,
             detection.fingerprint,
-            None,
-            at=now,
-            detected_by="scan",
-            message=detection.message,
-            code=detection.code,
-            drug=where[detection.event_id]["drug_code"],
             institution=where[detection.event_id]["institution_code"],
             region=where[detection.event_id]["region"],
             settlement_id=where[detection.event_id]["settlement_id"],
+            drug=where[detection.event_id]["drug_code"],
+            code=detection.code,
+            at=now,
+            detected_by="scan",
+            message=detection.message,
         )
         for detection in detect(history, facts, reversal_window)
     ]
@@ -136,27 +112,23 @@ async def _line_anomalies(session: AsyncSession, now: datetime) -> list[Row]:
                 if finding.problem is Problem.PRODUCT_MISMATCH:
                     continue  # judged on the code's events, like the writer does
                 kind = FINDING_KIND[finding.problem]
-                fingerprint = f"{kind}:{row['settlement_id']}:{row['line_index']}:{finding.code or ''}"
-                found.append(
-                    tracing.anomaly(kind, fingerprint, None, message=finding.message, code=finding.code, **place)
+                fingerprint = tracing.line_fingerprint(
+                    kind, row["settlement_id"], row["line_index"], finding.code or ""
                 )
-        if row["visit"] == "pharmacy":
-            prescription = issued.get(row["prescription_id"] or "")
-            if (
-                prescription is None
-                or prescription["person_id"] != row["person_id"]
-                or row["drug_code"] not in prescription["drugs"]
-            ):
-                kind = AnomalyKind.NO_PRESCRIPTION
-                found.append(
-                    tracing.anomaly(
-                        kind,
-                        f"{kind}:{row['settlement_id']}:{row['line_index']}",
-                        None,
-                        message="no matching e-prescription for this patient and drug",
-                        **place,
-                    )
+                found.append(tracing.anomaly(kind, fingerprint, message=finding.message, code=finding.code, **place))
+        if row["visit"] == "pharmacy" and not tracing.prescribed(
+            issued.get(row["prescription_id"] or ""), row["person_id"], row["drug_code"]
+        ):
+            kind = AnomalyKind.NO_PRESCRIPTION
+            found.append(
+                tracing.anomaly(
+                    kind,
+                    tracing.line_fingerprint(kind, row["settlement_id"], row["line_index"]),
+                    message="no matching e-prescription for this patient and drug",
+                    code=None,
+                    **place,
                 )
+            )
     return found
 
 

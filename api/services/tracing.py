@@ -71,20 +71,36 @@ class Where:
     at: datetime
     service_date: date
 
+    def anomaly(
+        self, kind: AnomalyKind, fingerprint: str, message: str, *, code: str | None = None, drug: str | None = None
+    ) -> Row:
+        """An anomaly the writer found in this settlement."""
+        return anomaly(
+            kind,
+            fingerprint,
+            institution=self.institution,
+            region=self.region,
+            settlement_id=self.settlement_id,
+            drug=drug,
+            code=code,
+            at=self.at,
+            detected_by="write",
+            message=message,
+        )
+
 
 def anomaly(
     kind: AnomalyKind,
     fingerprint: str,
-    where: Where | None,
     *,
+    institution: str,
+    region: str,
+    settlement_id: uuid.UUID | None,
+    drug: str | None,
+    code: str | None,
     at: datetime,
     detected_by: str,
     message: str,
-    code: str | None = None,
-    drug: str | None = None,
-    institution: str | None = None,
-    region: str | None = None,
-    settlement_id: uuid.UUID | None = None,
 ) -> Row:
     return {
         "id": uuid7(),
@@ -93,10 +109,10 @@ def anomaly(
         "status": "open",
         "fingerprint": fingerprint[:200],
         "code": None if code is None else code[:40],
-        "institution_code": institution or (where.institution if where else ""),
-        "region": region or (where.region if where else ""),
+        "institution_code": institution,
+        "region": region,
         "drug_code": drug,
-        "settlement_id": settlement_id or (where.settlement_id if where else None),
+        "settlement_id": settlement_id,
         "detected_at": at,
         "detected_by": detected_by,
         "detail": {"message": message},
@@ -104,6 +120,16 @@ def anomaly(
         "handled_at": None,
         "note": None,
     }
+
+
+def line_fingerprint(kind: AnomalyKind, settlement_id: uuid.UUID, index: int, *detail: str) -> str:
+    """The fingerprint of an anomaly on one line of a settlement: the writer's and the scan's."""
+    return ":".join((kind, str(settlement_id), str(index), *detail))
+
+
+def prescribed(prescription: Mapping[Any, Any] | None, person_id: uuid.UUID, drug: str) -> bool:
+    """Whether an e-prescription covers this patient and drug."""
+    return prescription is not None and prescription["person_id"] == person_id and drug in prescription["drugs"]
 
 
 async def drug_facts(session: AsyncSession, drugs: Sequence[str]) -> dict[str, DrugFacts]:
@@ -152,13 +178,10 @@ async def plan_sale(
             if finding.problem is Problem.PRODUCT_MISMATCH:
                 continue  # the code's event carries it (see `detect`), as the scan will judge it
             plan.anomalies.append(
-                anomaly(
+                where.anomaly(
                     kind,
-                    f"{kind}:{where.settlement_id}:{index}:{finding.code or ''}",
-                    where,
-                    at=where.at,
-                    detected_by="write",
-                    message=finding.message,
+                    line_fingerprint(kind, where.settlement_id, index, finding.code or ""),
+                    finding.message,
                     code=finding.code,
                     drug=line.drug,
                 )
@@ -169,7 +192,8 @@ async def plan_sale(
     if not usable:
         return plan
     packages = await _packages(session, request, usable, facts, lock=lock)
-    history = await _history(session, [code for _, code in usable])
+    seen = [code for code, row in packages.items() if row["last_event_at"] is not None]
+    history = [code_event(row) for row in await event_rows(session, seen)] if seen else []
     for index, line in enumerate(request.lines):
         codes = [code for i, code in usable if i == index]
         if not codes:
@@ -200,24 +224,17 @@ async def plan_sale(
     plan.packages = [
         {"row_id": row["id"], "units_sold": row["units_sold"], "last_event_at": where.at} for row in packages.values()
     ]
-    new = [_event(row, where.service_date) for row in plan.events]
-    for detection in detect([*history, *new], facts, reversal_window):
-        if any(event.id == detection.event_id for event in new):
+    new = {str(row["id"]): code_event(row | {"service_date": where.service_date}) for row in plan.events}
+    for detection in detect([*history, *new.values()], facts, reversal_window):
+        if detection.event_id in new:
             plan.anomalies.append(
-                anomaly(
-                    detection.kind,
-                    detection.fingerprint,
-                    where,
-                    at=where.at,
-                    detected_by="write",
-                    message=detection.message,
-                    code=detection.code,
-                )
+                where.anomaly(detection.kind, detection.fingerprint, detection.message, code=detection.code)
             )
     return plan
 
 
-def _event(row: Row, service_date: date) -> CodeEvent:
+def code_event(row: Mapping[str, Any]) -> CodeEvent:
+    """A trace event row (with its settlement's service date) as the detector reads it."""
     return CodeEvent(
         str(row["id"]),
         row["code"],
@@ -225,7 +242,7 @@ def _event(row: Row, service_date: date) -> CodeEvent:
         row["kind"],
         row["units"],
         row["occurred_at"],
-        service_date,
+        row["service_date"],
         row["institution_code"],
     )
 
@@ -278,15 +295,14 @@ async def _packages(
     return found
 
 
-async def _history(session: AsyncSession, codes: Sequence[str]) -> list[CodeEvent]:
+async def event_rows(session: AsyncSession, codes: Sequence[str] | None = None) -> Sequence[Mapping[str, Any]]:
+    """Trace events with their settlement's service date: of these codes, or all of them."""
     events = models.TraceEvent.__table__
     settlements = models.Settlement.__table__
-    rows = await session.execute(
-        select(events, settlements.c.service_date)
-        .join(settlements, settlements.c.id == events.c.settlement_id)
-        .where(events.c.code.in_(sorted(set(codes))))
-    )
-    return [_event(dict(row), row["service_date"]) for row in rows.mappings()]
+    statement = select(events, settlements.c.service_date).join(settlements, settlements.c.id == events.c.settlement_id)
+    if codes is not None:
+        statement = statement.where(events.c.code.in_(sorted(set(codes))))
+    return (await session.execute(statement)).mappings().all()
 
 
 async def _already_sold(
@@ -324,14 +340,15 @@ async def _already_sold(
     record = anomaly(
         kind,
         f"{kind}:refused:{request.institution}:{request.serial}:{used}",
-        where,
+        institution=where.institution,
+        region=where.region,
+        settlement_id=None,  # the refused claim never settled
+        drug=request.lines[index].drug,
+        code=used,
         at=where.at,
         detected_by="write",
         message=message,
-        code=used,
-        drug=request.lines[index].drug,
     )
-    record["settlement_id"] = None  # the refused claim never settled
     record["detail"] |= {"serial": request.serial, "sold_at_institution": last.institution_code if last else None}
     return TraceRefusal(ErrorCode.TRACE_CODE_ALREADY_SOLD, message, f"claim.lines[{index}].traceCodes", [record])
 
@@ -350,26 +367,17 @@ async def _unprescribed(session: AsyncSession, request: ClaimRequest, where: Whe
         if ids
         else {}
     )
-    anomalies = []
-    for index, line in enumerate(request.lines):
-        prescription = found.get(line.prescription_id or "")
-        if (
-            prescription is None
-            or prescription["person_id"] != where.person_id
-            or line.drug not in prescription["drugs"]
-        ):
-            anomalies.append(
-                anomaly(
-                    AnomalyKind.NO_PRESCRIPTION,
-                    f"{AnomalyKind.NO_PRESCRIPTION}:{where.settlement_id}:{index}",
-                    where,
-                    at=where.at,
-                    detected_by="write",
-                    drug=line.drug,
-                    message=f"no e-prescription {line.prescription_id or '(none given)'} for this patient and drug",
-                )
-            )
-    return anomalies
+    kind = AnomalyKind.NO_PRESCRIPTION
+    return [
+        where.anomaly(
+            kind,
+            line_fingerprint(kind, where.settlement_id, index),
+            f"no e-prescription {line.prescription_id or '(none given)'} for this patient and drug",
+            drug=line.drug,
+        )
+        for index, line in enumerate(request.lines)
+        if not prescribed(found.get(line.prescription_id or ""), where.person_id, line.drug)
+    ]
 
 
 async def write_sale(session: AsyncSession, plan: TracePlan) -> None:

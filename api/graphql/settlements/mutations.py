@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import uuid
 from datetime import date
 from typing import Annotated
 
@@ -19,6 +18,7 @@ from api.graphql.errors import (
     NotFound,
     TraceCodeRefused,
     error_from,
+    parse_id,
 )
 from api.graphql.settlements.types import Reversal, Settlement, Visit, settlement_type
 from api.services import settlement as settlement_service
@@ -121,11 +121,9 @@ class SettlementMutations:
         context = info.context
         settlement_id = None
         if input.id is not None:
-            try:
-                settlement_id = uuid.UUID(str(input.id))
-            except ValueError:
-                missing = ServiceError(ErrorCode.NOT_FOUND, f"no settlement {input.id}", "input.id")
-                return error_from(missing)
+            settlement_id = parse_id(input.id)
+            if settlement_id is None:
+                return error_from(ServiceError(ErrorCode.NOT_FOUND, f"no settlement {input.id}", "input.id"))
         target = settlement_service.ReversalTarget(settlement_id, input.institution, input.serial)
         try:
             reversal = await settlement_service.reverse(context.runtime, context.principal, target, input.reason)

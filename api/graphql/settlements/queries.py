@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-import uuid
-
 import strawberry
-from graphql import GraphQLError
 
 from api.errors import ServiceError
 from api.graphql.context import Info
+from api.graphql.errors import parse_id, query_error
 from api.graphql.permissions import ClaimReaders
 from api.graphql.settlements.types import (
     PageInfo,
@@ -19,13 +17,6 @@ from api.graphql.settlements.types import (
 from api.services import queries
 
 
-def _uuid(value: strawberry.ID) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
-
-
 @strawberry.type
 class SettlementQueries:
     @strawberry.field(
@@ -33,7 +24,7 @@ class SettlementQueries:
         permission_classes=[ClaimReaders],
     )
     async def settlement(self, info: Info, id: strawberry.ID) -> Settlement | None:
-        settlement_id = _uuid(id)
+        settlement_id = parse_id(id)
         if settlement_id is None:
             return None
         found = await queries.settlement(info.context.runtime, info.context.principal, settlement_id)
@@ -70,7 +61,7 @@ class SettlementQueries:
                 after,
             )
         except ServiceError as error:
-            raise GraphQLError(f"{error.field}: {error.message}", extensions={"code": error.code.value}) from None
+            raise query_error(error) from None
         edges = [
             SettlementEdge(cursor=cursor, node=settlement_type(item))
             for item, cursor in zip(page.items, page.cursors, strict=True)

@@ -8,8 +8,7 @@ import strawberry
 from adjudication import ErrorCode
 from api.errors import ServiceError
 from api.graphql.context import Info
-from api.graphql.errors import Forbidden, InvalidInput, NotFound, error_from
-from api.graphql.supervision.queries import parse_id
+from api.graphql.errors import Forbidden, InvalidInput, NotFound, error_from, parse_id
 from api.graphql.supervision.types import Anomaly, AnomalyStatus, PrescriptionRecord, anomaly_type
 from api.services import supervision
 

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import uuid
 from datetime import date
 
 import strawberry
-from graphql import GraphQLError
 
 from api.errors import ServiceError
 from api.graphql.context import Info
+from api.graphql.errors import query_error
 from api.graphql.permissions import AnomalyReaders, AuditVerifiers, SupervisorsOnly
 from api.graphql.supervision.types import (
     AnomalyConnection,
@@ -49,7 +48,7 @@ class SupervisionQueries:
                 info.context.runtime, info.context.principal, service_filter(filter), first, after
             )
         except ServiceError as error:
-            raise GraphQLError(f"{error.field}: {error.message}", extensions={"code": error.code.value}) from None
+            raise query_error(error) from None
         edges = [AnomalyEdge(cursor=supervision.cursor_of(row["id"]), node=anomaly_type(row)) for row in rows]
         return AnomalyConnection(
             edges=edges, page_info=AnomalyPageInfo(has_next_page=more, end_cursor=edges[-1].cursor if edges else None)
@@ -108,10 +107,3 @@ class SupervisionQueries:
             first_problem_sequence=None if first is None else first.sequence,
             first_problem_entry=None if first is None or first.entry_id is None else strawberry.ID(str(first.entry_id)),
         )
-
-
-def parse_id(value: strawberry.ID) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
