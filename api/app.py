@@ -15,19 +15,21 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
-from strawberry.asgi import GraphQL
+from strawberry.http.ides import get_graphql_ide_html
 
 from api import exports
-from api.auth import Principal, TokenVerifier, Unauthenticated, build_verifier, unverified_token_id
+from api.auth import Principal, Role, TokenVerifier, Unauthenticated, build_verifier, unverified_token_id
 from api.crypto.envelope import FieldCipher
 from api.crypto.management import open_keyring
 from api.db import models
 from api.db.migrate import current_revision, head_revision, upgrade
 from api.db.session import create_engine, create_sessionmaker
 from api.graphql.context import Context
+from api.graphql.execution import Executor
 from api.graphql.schema import build_schema
+from api.http.graphql import GraphQLOverHTTP, TrustedDocuments
 from api.services import audit, audit_chain
 from api.services.access import SYSTEM
 from api.services.facts import VersionCache
@@ -41,19 +43,24 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class GraphQLEndpoint(GraphQL[Context, None]):
-    """strawberry's ASGI app, handing each request a typed context with its verified caller.
+def graphql_endpoint(settings: Settings, state: dict[str, Any]) -> GraphQLOverHTTP:
+    """`/graphql` for verified callers: each request runs with a typed context naming its caller."""
 
-    GraphiQL (which loads its scripts from a CDN) is served in development mode only.
-    """
-
-    def __init__(self, state: dict[str, Any], *, development: bool) -> None:
-        super().__init__(build_schema(), graphql_ide="graphiql" if development else None, allow_queries_via_get=False)
-        self.state = state
-
-    async def get_context(self, request: Any, response: Any) -> Context:
-        shared: Context = self.state["context"]
+    async def context(request: Request) -> Context:
+        shared: Context = state["context"]
         return replace(shared, principal=request.scope["principal"])
+
+    def body_bytes(request: Request) -> int:
+        """Reference data sets are large; what cashiers and everyone else send is not."""
+        admin = request.scope["principal"].role is Role.ADMIN
+        return settings.max_admin_body_bytes if admin else settings.max_body_bytes
+
+    trusted = TrustedDocuments.load(settings.trusted_documents) if settings.trusted_documents else None
+    return GraphQLOverHTTP(Executor(build_schema(), settings.limits), context, body_bytes=body_bytes, trusted=trusted)
+
+
+def graphiql_page(request: Request) -> Response:
+    return HTMLResponse(get_graphql_ide_html(subscription_enabled=False, replace_placeholders=True))
 
 
 class Authenticated:
@@ -62,7 +69,7 @@ class Authenticated:
     attempt is audited. In development, the GraphiQL page itself (a GET for HTML) is open.
     """
 
-    def __init__(self, app: Any, state: dict[str, Any], *, ide: GraphQLEndpoint | None = None) -> None:
+    def __init__(self, app: Any, state: dict[str, Any], *, ide: Callable[[Request], Response] | None = None) -> None:
         self.app = app
         self.state = state
         self.ide = ide
@@ -70,8 +77,7 @@ class Authenticated:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         request = Request(scope)
         if self.ide is not None and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
-            page = await self.ide.render_graphql_ide(request)  # the page only: every query it sends is checked
-            await page(scope, receive, send)
+            await self.ide(request)(scope, receive, send)  # the page only: every query it sends is checked
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         verifier: TokenVerifier = self.state["verifier"]
@@ -156,7 +162,7 @@ class Export:
 def create_app(settings: Settings) -> Starlette:
     state: dict[str, Any] = {}
     dev = settings.development
-    graphql = GraphQLEndpoint(state, development=dev)
+    graphql = graphql_endpoint(settings, state)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -202,7 +208,9 @@ def create_app(settings: Settings) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/graphql", Authenticated(graphql, state, ide=graphql if dev else None), methods=["GET", "POST"]),
+            Route(
+                "/graphql", Authenticated(graphql, state, ide=graphiql_page if dev else None), methods=["GET", "POST"]
+            ),
             *(
                 Route(f"/exports/{name}.csv", Authenticated(Export(handler, state), state), methods=["GET"])
                 for name, handler in (

@@ -16,6 +16,21 @@ SETTLE_VALUES_PER_DATA_KEY  how many values one data key encrypts before a new o
 SETTLE_AUDIT_SEAL_SECONDS   how often the service seals new audit entries into the chain (1; 0: never)
 SETTLE_WORKERS              `settle serve` worker processes (1; PostgreSQL only beyond one)
 SETTLE_REUSE_WINDOW_DAYS    a code sold again within this many days of a reversal is flagged (7)
+
+What one request may ask (refused with a typed error, before anything runs):
+SETTLE_MAX_BODY_BYTES       a request body (262144, 256 KiB): 413 beyond
+SETTLE_MAX_ADMIN_BODY_BYTES an administrator's request body, which may carry a whole reference data
+                            set to `loadDocument` (33554432, 32 MiB)
+SETTLE_MAX_DOCUMENT_CHARS   a GraphQL document's length (20000)
+SETTLE_MAX_TOKENS           a GraphQL document's tokens (5000)
+SETTLE_MAX_OPERATIONS       operations defined in one document (20)
+SETTLE_MAX_STRING_CHARS     any one string of a request (10000; columns narrower still, per field)
+SETTLE_MAX_DEPTH            a query's depth, introspection included (12)
+SETTLE_MAX_ALIASES          aliases in one query (30)
+SETTLE_MAX_CLAIM_LINES      lines of one claim (200)
+SETTLE_MAX_CLAIM_DIAGNOSES  diagnoses of one claim (20)
+SETTLE_TRUSTED_DOCUMENTS    a manifest of the only documents that may run ({"sha256:<hex>": "query ..."});
+                            unset (the default): any document within the limits
 """
 
 from __future__ import annotations
@@ -25,6 +40,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from api.graphql.execution import Limits
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/settle.sqlite3"
 
@@ -64,10 +83,35 @@ class Settings:
     audit_seal_seconds: float = 1.0
     workers: int = 1
     reuse_window_days: float = 7.0
+    max_body_bytes: int = 256 * 1024
+    max_admin_body_bytes: int = 32 * 1024 * 1024
+    max_document_chars: int = 20_000
+    max_tokens: int = 5_000
+    max_operations: int = 20
+    max_string_chars: int = 10_000
+    max_depth: int = 12
+    max_aliases: int = 30
+    max_claim_lines: int = 200
+    max_claim_diagnoses: int = 20
+    trusted_documents: Path | None = None
 
     @property
     def development(self) -> bool:
         return self.mode is Mode.DEVELOPMENT
+
+    @property
+    def limits(self) -> Limits:
+        from api.graphql.execution import Limits
+
+        return Limits(
+            document_chars=self.max_document_chars,
+            tokens=self.max_tokens,
+            operations=self.max_operations,
+            string_chars=self.max_string_chars,
+            max_depth=self.max_depth,
+            max_aliases=self.max_aliases,
+            production=not self.development,
+        )
 
     @property
     def postgresql(self) -> bool:
@@ -94,4 +138,17 @@ class Settings:
             audit_seal_seconds=float(environ.get("SETTLE_AUDIT_SEAL_SECONDS", "1")),
             workers=int(environ.get("SETTLE_WORKERS", "1")),
             reuse_window_days=float(environ.get("SETTLE_REUSE_WINDOW_DAYS", "7")),
+            max_body_bytes=int(environ.get("SETTLE_MAX_BODY_BYTES", str(256 * 1024))),
+            max_admin_body_bytes=int(environ.get("SETTLE_MAX_ADMIN_BODY_BYTES", str(32 * 1024 * 1024))),
+            max_document_chars=int(environ.get("SETTLE_MAX_DOCUMENT_CHARS", "20000")),
+            max_tokens=int(environ.get("SETTLE_MAX_TOKENS", "5000")),
+            max_operations=int(environ.get("SETTLE_MAX_OPERATIONS", "20")),
+            max_string_chars=int(environ.get("SETTLE_MAX_STRING_CHARS", "10000")),
+            max_depth=int(environ.get("SETTLE_MAX_DEPTH", "12")),
+            max_aliases=int(environ.get("SETTLE_MAX_ALIASES", "30")),
+            max_claim_lines=int(environ.get("SETTLE_MAX_CLAIM_LINES", "200")),
+            max_claim_diagnoses=int(environ.get("SETTLE_MAX_CLAIM_DIAGNOSES", "20")),
+            trusted_documents=(
+                Path(environ["SETTLE_TRUSTED_DOCUMENTS"]) if environ.get("SETTLE_TRUSTED_DOCUMENTS") else None
+            ),
         )

@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaskErrors,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
-)
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
-from strawberry.types import ExecutionContext
 
-from api.crypto.envelope import DecryptionError
 from api.graphql.admin.mutations import AdminMutations
 from api.graphql.admin.queries import CatalogueQueries
 from api.graphql.people.queries import PeopleQueries
@@ -32,50 +18,9 @@ from api.graphql.supervision.queries import SupervisionQueries
 Query = merge_types("Query", (SettlementQueries, PeopleQueries, CatalogueQueries, SupervisionQueries))
 Mutation = merge_types("Mutation", (SettlementMutations, AdminMutations, SupervisionMutations))
 
-log = logging.getLogger("settle.graphql")
-
-CACHE_SIZE = 256
-"""Distinct query texts whose parse and validation are kept (bounded: clients are many, queries few)."""
-
-
-class Schema(strawberry.Schema):
-    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
-        """Log each error's message, code and path, never the query text: a caller may have
-        written personal data (an ID number) into it as a literal.
-        """
-        for error in errors:
-            code = (error.extensions or {}).get("code")
-            log.warning("graphql error %s at %s: %s", code, error.path, error.message, exc_info=error.original_error)
-
-
-def unexpected(error: GraphQLError) -> bool:
-    """An error that is not a GraphQL error of ours (a bug, a database failure): its message may
-    carry SQL and parameters, so the caller sees only that it happened. A value that cannot be
-    decrypted (its key destroyed, its ciphertext moved) is said as such: that is the explicit
-    answer crypto-shredding owes.
-    """
-    original = error.original_error
-    return original is not None and not isinstance(original, GraphQLError | DecryptionError)
-
 
 def build_schema() -> strawberry.Schema:
-    # The limits' validation rules are made once: strawberry's limiters define a new rule class
-    # per instance, which would change the validation cache's key on every request and miss it.
-    limits = [
-        *QueryDepthLimiter(max_depth=12).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=30).validation_rules,
-    ]
-    return Schema(
-        query=Query,
-        mutation=Mutation,
-        config=StrawberryConfig(scalar_map=SCALARS),
-        # factories: strawberry builds the extensions per request; the two caches are module-level
-        # LRUs keyed by their size, so they are shared across requests
-        extensions=[
-            lambda: ParserCache(maxsize=CACHE_SIZE),
-            lambda: ValidationCache(maxsize=CACHE_SIZE),
-            lambda: AddValidationRules(limits),
-            lambda: MaxTokensLimiter(max_token_count=5_000),
-            lambda: MaskErrors(should_mask_error=unexpected, error_message="internal error: the event is logged"),
-        ],
-    )
+    """The schema's types and resolvers. How a request is parsed, limited, validated, executed and
+    its errors coded is `api/graphql/execution.py`'s business, not strawberry's extensions'.
+    """
+    return strawberry.Schema(query=Query, mutation=Mutation, config=StrawberryConfig(scalar_map=SCALARS))

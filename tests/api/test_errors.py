@@ -103,7 +103,7 @@ async def test_a_settled_serial_at_one_institution_is_free_at_another(service: S
     assert first["institution"] == HOSPITAL
 
 
-async def test_an_unexpected_failure_is_masked_for_the_caller_and_logged(
+async def test_an_unexpected_failure_is_masked_for_the_caller_and_logged_by_kind_and_place_not_message(
     service: Service, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from api.services import queries
@@ -115,4 +115,7 @@ async def test_an_unexpected_failure_is_masked_for_the_caller_and_logged(
     body = (await service.post('{ institution(code: "H310003") { code } }')).json()
 
     assert [error["message"] for error in body["errors"]] == ["internal error: the event is logged"]
-    assert any("must never see" in record.getMessage() or record.exc_info for record in caplog.records)
+    assert [error["extensions"]["code"] for error in body["errors"]] == ["INTERNAL_ERROR"]
+    logged = [record.getMessage() for record in caplog.records]
+    assert any("RuntimeError" in line and "in broken" in line for line in logged), logged
+    assert not any("must never see" in line for line in logged)  # a message may carry SQL and its values
