@@ -204,8 +204,6 @@ class Executor:
     """Runs GraphQL requests against the schema under the edge's limits."""
 
     def __init__(self, schema: strawberry.Schema, limits: Limits) -> None:
-        from strawberry.extensions.query_depth_limiter import create_validator
-
         self.schema = schema
         self.limits = limits
         self.documents = _LRU(CACHE_SIZE)
@@ -214,7 +212,6 @@ class Executor:
             *specified_rules,
             MaybeNullValidationRule,
             OneOfInputValidationRule,
-            create_validator(limits.max_depth, None, None),
         ]
         if limits.production:
             rules.append(NoSchemaIntrospectionCustomRule)

@@ -88,9 +88,9 @@ def _reject_constant(name: str) -> Any:
 
 
 def parse_json(text: str | bytes, what: str) -> Any:
-    """JSON as the specification has it (no NaN or Infinity); any failure is a typed refusal."""
+    """JSON as the specification has it (UTF-8, no NaN or Infinity); any failure is a typed refusal."""
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text.decode("utf-8") if isinstance(text, bytes) else text, parse_constant=_reject_constant)
     except (ValueError, RecursionError, UnicodeDecodeError):
         raise Refused(EdgeCode.MALFORMED_REQUEST, f"{what} is not valid JSON") from None
 

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adjudication import ErrorCode, Formulary, InputError, InstitutionKind, InsuranceType, Plan
@@ -211,6 +211,36 @@ def _grants(value: object) -> list[dict[str, Any]]:
     return rows
 
 
+def _fit_columns(section: str, rows: Sequence[dict[str, Any]], table: Table) -> None:
+    """Every text of a section's rows fits the column it is written to (named alike)."""
+    widths = {c.name: c.type.length for c in table.columns if isinstance(getattr(c.type, "length", None), int)}
+    for index, row in enumerate(rows):
+        for key, value in row.items():
+            width = widths.get(key)
+            if width is not None and isinstance(value, str) and len(value) > width:
+                raise InputError(f"{section}[{index}].{key}", f"at most {width} characters, not {len(value)}")
+
+
+CODE_CHARS = models.Payer.__table__.c.code.type.length
+REGION_CHARS = models.FormularyVersion.__table__.c.region.type.length
+
+
+def _fit_codes(region: str | None, formulary: Formulary | None, plans: Sequence[Plan]) -> None:
+    """The codes a formulary and plans bring (region, plans, payers, drugs, insurers) fit their columns."""
+    if region is not None and len(region) > REGION_CHARS:
+        raise InputError("region", f"at most {REGION_CHARS} characters")
+    for index, plan in enumerate(plans):
+        for key, value in (("id", plan.id), ("payer", plan.payer)):
+            if len(value) > CODE_CHARS:
+                raise InputError(f"plans[{index}].{key}", f"at most {CODE_CHARS} characters")
+    if formulary is not None:
+        codes = list(formulary.basic)
+        codes += [code for pair in formulary.commercial for code in pair]
+        for code in codes:
+            if len(code) > CODE_CHARS:
+                raise InputError("formulary", f"the code {code[:20]}... is longer than {CODE_CHARS} characters")
+
+
 async def load_document(runtime: Runtime, principal: Principal, document: object) -> LoadSummary:
     """Check the whole document, then write it in one transaction (the administrator's only)."""
     sessions, cipher, now = runtime.sessions, runtime.cipher, runtime.clock()
@@ -233,6 +263,16 @@ async def load_document(runtime: Runtime, principal: Principal, document: object
             region = reader.text("region")
             effective_from = read_date(reader.required("effective_from"), "effective_from")
         reader.done()
+        for section, rows, table in (
+            ("payers", payers, models.Payer.__table__),
+            ("institutions", institutions, models.Institution.__table__),
+            ("drugs", drugs, models.Drug.__table__),
+            ("people", people, models.Person.__table__),
+            ("grants", grants, models.PrepaymentGrant.__table__),
+            ("trace_policies", policies, models.TracePolicy.__table__),
+        ):
+            _fit_columns(section, rows, table)
+        _fit_codes(region, formulary, plans)
     except InputError as error:
         raise ServiceError.from_input(error, "document") from None
 

@@ -12,9 +12,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from sqlalchemy.orm import InstrumentedAttribute
+
 from adjudication import Claim, ClaimLine, ErrorCode, Visit
 from adjudication.money import parse_yuan
+from api.db import models
 from api.errors import ServiceError
+
+DIAGNOSIS_CHARS = 16
+"""An ICD-10 code with its extensions is at most 8 characters; twice that is a generous bound."""
+TRACE_CODE_CHARS = 40
+"""Traceability codes are 20 digits; a longer string is refused as malformed without being echoed whole."""
+MAX_QUANTITY = 100_000
+"""Units on one line: far beyond any dispensing, far below the columns' range."""
+MAX_UNIT_PRICE_FEN = 100_000_000_00
+"""100 million yuan per unit: no drug costs more, and totals stay far inside 64-bit fen."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimLimits:
+    """How much one claim may carry (settings: SETTLE_MAX_CLAIM_LINES, SETTLE_MAX_CLAIM_DIAGNOSES)."""
+
+    lines: int = 200
+    diagnoses: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +102,19 @@ class LineInput:
     split: bool = False
 
 
-def _required_text(value: str, field: str) -> str:
+def text(value: str, field: str, width: int | InstrumentedAttribute[str] | InstrumentedAttribute[str | None]) -> str:
+    """A required text, trimmed, that fits its column (`width` is the column, or its width)."""
     value = value.strip()
     if not value:
         raise ServiceError(ErrorCode.MISSING_FIELD, "must not be empty", field)
+    return fits(value, field, width)
+
+
+def fits(value: str, field: str, width: int | InstrumentedAttribute[str] | InstrumentedAttribute[str | None]) -> str:
+    """`value` unchanged, or refused when it is longer than its column holds."""
+    limit = width if isinstance(width, int) else width.property.columns[0].type.length
+    if limit is not None and len(value) > limit:
+        raise ServiceError(ErrorCode.INVALID_FIELD, f"at most {limit} characters, not {len(value)}", field)
     return value
 
 
@@ -100,42 +129,70 @@ def claim_request(
     lines: Sequence[LineInput],
     drg_group: str | None = None,
     prescribing_hospital: str | None = None,
+    limits: ClaimLimits = ClaimLimits(),
     field: str = "claim",
 ) -> ClaimRequest:
-    """Check a submitted claim: every refusal names its field (`claim.lines[1].quantity`)."""
+    """Check a submitted claim: every refusal names its field (`claim.lines[1].quantity`), and
+    every text fits the column it is kept in.
+    """
     if not lines:
         raise ServiceError(ErrorCode.MISSING_FIELD, "a claim has at least one line", f"{field}.lines")
-    checked: list[ClaimLine] = []
-    for index, line in enumerate(lines):
-        at = f"{field}.lines[{index}]"
-        if line.quantity <= 0:
-            raise ServiceError(
-                ErrorCode.INVALID_QUANTITY,
-                f"quantity must be a positive integer, not {line.quantity}",
-                f"{at}.quantity",
-            )
-        try:
-            unit_price = parse_yuan(line.unit_price)
-        except ValueError as error:
-            raise ServiceError(ErrorCode.INVALID_AMOUNT, str(error), f"{at}.unitPrice") from None
-        checked.append(
-            ClaimLine(
-                drug=_required_text(line.drug, f"{at}.drug"),
-                quantity=line.quantity,
-                unit_price=unit_price,
-                trace_codes=tuple(line.trace_codes),
-                prescription_id=line.prescription_id,
-                split=line.split,
-            )
+    if len(lines) > limits.lines:
+        raise ServiceError(
+            ErrorCode.INVALID_FIELD, f"a claim has at most {limits.lines} lines, not {len(lines)}", f"{field}.lines"
         )
+    if len(diagnoses) > limits.diagnoses:
+        raise ServiceError(
+            ErrorCode.INVALID_FIELD,
+            f"a claim has at most {limits.diagnoses} diagnoses, not {len(diagnoses)}",
+            f"{field}.diagnoses",
+        )
+    checked = tuple(_line(line, f"{field}.lines[{index}]") for index, line in enumerate(lines))
     return ClaimRequest(
-        institution=_required_text(institution, f"{field}.institution"),
-        serial=_required_text(serial, f"{field}.serial"),
-        person=_required_text(person, f"{field}.person"),
+        institution=text(institution, f"{field}.institution", models.Settlement.institution_code),
+        serial=text(serial, f"{field}.serial", models.Settlement.serial),
+        person=text(person, f"{field}.person", models.Person.psn_no),
         service_date=service_date,
         visit=visit,
-        diagnoses=tuple(d.strip().upper() for d in diagnoses if d.strip()),
-        lines=tuple(checked),
-        drg_group=drg_group,
-        prescribing_hospital=prescribing_hospital,
+        diagnoses=tuple(
+            fits(d.strip().upper(), f"{field}.diagnoses[{i}]", DIAGNOSIS_CHARS)
+            for i, d in enumerate(diagnoses)
+            if d.strip()
+        ),
+        lines=checked,
+        drg_group=None if drg_group is None else fits(drg_group, f"{field}.drgGroup", models.Settlement.drg_group),
+        prescribing_hospital=(
+            None
+            if prescribing_hospital is None
+            else fits(prescribing_hospital, f"{field}.prescribingHospital", models.Settlement.prescribing_hospital)
+        ),
+    )
+
+
+def _line(line: LineInput, at: str) -> ClaimLine:
+    if not 0 < line.quantity <= MAX_QUANTITY:
+        raise ServiceError(
+            ErrorCode.INVALID_QUANTITY,
+            f"quantity must be a positive integer of at most {MAX_QUANTITY}, not {line.quantity}",
+            f"{at}.quantity",
+        )
+    try:
+        unit_price = parse_yuan(line.unit_price)
+    except ValueError as error:
+        raise ServiceError(ErrorCode.INVALID_AMOUNT, str(error), f"{at}.unitPrice") from None
+    if unit_price > MAX_UNIT_PRICE_FEN:
+        raise ServiceError(ErrorCode.INVALID_AMOUNT, "a unit price above 100,000,000.00 yuan", f"{at}.unitPrice")
+    if len(line.trace_codes) > MAX_QUANTITY:
+        raise ServiceError(ErrorCode.INVALID_FIELD, f"at most {MAX_QUANTITY} traceability codes", f"{at}.traceCodes")
+    return ClaimLine(
+        drug=text(line.drug, f"{at}.drug", models.SettlementLine.drug_code),
+        quantity=line.quantity,
+        unit_price=unit_price,
+        trace_codes=tuple(fits(c, f"{at}.traceCodes[{i}]", TRACE_CODE_CHARS) for i, c in enumerate(line.trace_codes)),
+        prescription_id=(
+            None
+            if line.prescription_id is None
+            else fits(line.prescription_id, f"{at}.prescriptionId", models.SettlementLine.prescription_id)
+        ),
+        split=line.split,
     )

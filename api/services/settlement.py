@@ -34,7 +34,7 @@ from api.ids import uuid7
 from api.services import access, audit, ledger, tracing
 from api.services.facts import Facts, load_facts
 from api.services.records import Row, SettlementRows, SettlementView, read_settlements, rows_for, view
-from api.services.requests import ClaimRequest
+from api.services.requests import ClaimRequest, fits, text
 from api.services.runtime import Runtime
 
 
@@ -441,8 +441,11 @@ async def reverse(runtime: Runtime, principal: Principal, target: ReversalTarget
     """
     now, sessions = runtime.clock(), runtime.sessions
     await authorize_claims(sessions, principal, "reverseSettlement", target.institution, now, "input.institution")
-    if not reason.strip():
-        raise ServiceError(ErrorCode.MISSING_FIELD, "a reversal states its reason", "input.reason")
+    reason = text(reason, "input.reason", models.Settlement.reversal_reason)
+    if target.institution is not None:
+        fits(target.institution, "input.institution", models.Settlement.institution_code)
+    if target.serial is not None:
+        fits(target.serial, "input.serial", models.Settlement.serial)
     settlements = models.Settlement.__table__
     actor = audit.Actor.of(principal)
     async with sessions() as session:

@@ -21,6 +21,7 @@ from api.db import models
 from api.errors import ServiceError
 from api.ids import uuid7
 from api.services import access, audit, cursors, tracing
+from api.services.requests import fits
 from api.services.runtime import Runtime
 
 Row = dict[str, Any]
@@ -270,6 +271,7 @@ async def handle(runtime: Runtime, principal: Principal, anomaly_id: uuid.UUID, 
         )
     if not note.strip():
         raise ServiceError(ErrorCode.MISSING_FIELD, "handling an anomaly takes a note", "input.note")
+    fits(note.strip(), "input.note", models.Anomaly.note)
     table = models.Anomaly.__table__
     async with runtime.sessions() as session:
         found = (
@@ -309,6 +311,10 @@ async def record_prescription(
         await audit.refuse(runtime.sessions, principal, "recordPrescription", error, now, prescription_id)
     if not prescription_id.strip() or not drugs:
         raise ServiceError(ErrorCode.MISSING_FIELD, "a prescription has an id and at least one drug", "input")
+    fits(prescription_id, "input.prescriptionId", models.Prescription.prescription_id)
+    fits(person, "input.person", models.Person.psn_no)
+    for index, drug in enumerate(drugs):
+        fits(drug, f"input.drugs[{index}]", models.Drug.code)
     people = models.Person.__table__
     table = models.Prescription.__table__
     async with runtime.sessions() as session:

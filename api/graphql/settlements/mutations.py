@@ -22,7 +22,7 @@ from api.graphql.errors import (
 )
 from api.graphql.settlements.types import Reversal, Settlement, Visit, settlement_type
 from api.services import settlement as settlement_service
-from api.services.requests import ClaimRequest, LineInput, claim_request
+from api.services.requests import ClaimLimits, ClaimRequest, LineInput, claim_request
 
 
 @strawberry.input
@@ -77,7 +77,8 @@ ReverseResult = Annotated[
 ]
 
 
-def _request(claim: ClaimInput) -> ClaimRequest:
+def _request(info: Info, claim: ClaimInput) -> ClaimRequest:
+    settings = info.context.settings
     return claim_request(
         institution=claim.institution,
         serial=claim.serial,
@@ -91,6 +92,7 @@ def _request(claim: ClaimInput) -> ClaimRequest:
         ],
         drg_group=claim.drg_group,
         prescribing_hospital=claim.prescribing_hospital,
+        limits=ClaimLimits(settings.max_claim_lines, settings.max_claim_diagnoses),
     )
 
 
@@ -102,7 +104,7 @@ class SettlementMutations:
     async def pre_settle(self, info: Info, claim: ClaimInput) -> PreSettleResult:
         context = info.context
         try:
-            view = await settlement_service.pre_settle(context.runtime, context.principal, _request(claim))
+            view = await settlement_service.pre_settle(context.runtime, context.principal, _request(info, claim))
         except ServiceError as error:
             return error_from(error)
         return settlement_type(view, pre_settled=True)
@@ -111,7 +113,7 @@ class SettlementMutations:
     async def settle(self, info: Info, claim: ClaimInput) -> SettleResult:
         context = info.context
         try:
-            view = await settlement_service.settle(context.runtime, context.principal, _request(claim))
+            view = await settlement_service.settle(context.runtime, context.principal, _request(info, claim))
         except ServiceError as error:
             return error_from(error)
         return settlement_type(view)
