@@ -6,6 +6,9 @@ them at the end. The schema is migrated once into a template database (as the ad
 schema); each test gets a fresh copy, and the application connects as the role, which may read,
 insert and update but not delete anything. With SETTLE_TEST_REQUIRE_POSTGRES=1 (as .ci/run sets),
 an unreachable PostgreSQL fails the run instead of being skipped.
+
+Node and npm run the GraphQL-over-HTTP audit (tests/http_audit/); without them that test is
+skipped, and with SETTLE_TEST_REQUIRE_NODE=1 (as .ci/run sets) the run fails instead.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -67,26 +71,66 @@ def _postgres_reachable() -> str | None:
 POSTGRES_PROBLEM = _postgres_reachable()
 BACKENDS = ["sqlite", "postgresql"]
 
+REQUIRE_NODE = os.environ.get("SETTLE_TEST_REQUIRE_NODE") == "1"
+NODE_MAJOR_MIN = 18  # the audit's requests go through node's built-in fetch
+
+
+def _node_toolchain() -> tuple[str, str | None]:
+    """(their versions, None) when node and npm run; otherwise ("", why not)."""
+    versions: list[str] = []
+    for tool in ("node", "npm"):
+        path = shutil.which(tool)
+        if path is None:
+            return "", f"{tool} is not on PATH"
+        try:
+            done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60, check=True)
+        except (OSError, subprocess.SubprocessError) as error:
+            return "", f"{tool} --version failed: {error}"
+        versions.append(done.stdout.strip())
+    node, npm = versions
+    major = node.removeprefix("v").split(".")[0]
+    if not major.isdigit() or int(major) < NODE_MAJOR_MIN:
+        return "", f"node {node} is older than {NODE_MAJOR_MIN}"
+    return f"node {node}, npm {npm}", None
+
+
+NODE_VERSIONS, NODE_PROBLEM = _node_toolchain()
+
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines: list[str] = []
     if POSTGRES_PROBLEM is None:
-        return [f"DATABASES: SQLite and PostgreSQL ({make_url(ADMIN_URL).render_as_string()})"]
-    return [
-        "!" * 78,
-        "DATABASES: SQLite ONLY. PostgreSQL is unreachable, its tests are SKIPPED:",
-        f"  {POSTGRES_PROBLEM}",
-        "!" * 78,
-    ]
+        lines.append(f"DATABASES: SQLite and PostgreSQL ({make_url(ADMIN_URL).render_as_string()})")
+    else:
+        lines += [
+            "!" * 78,
+            "DATABASES: SQLite ONLY. PostgreSQL is unreachable, its tests are SKIPPED:",
+            f"  {POSTGRES_PROBLEM}",
+            "!" * 78,
+        ]
+    if NODE_PROBLEM is None:
+        lines.append(f"NODE: {NODE_VERSIONS} (the GraphQL-over-HTTP audit runs)")
+    else:
+        lines += [
+            "!" * 78,
+            "NODE: MISSING. The GraphQL-over-HTTP audit (tests/api/test_graphql_over_http.py) is SKIPPED:",
+            f"  {NODE_PROBLEM}",
+            "!" * 78,
+        ]
+    return lines
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    missing = POSTGRES_PROBLEM is not None or NODE_PROBLEM is not None
     for line in pytest_report_header(terminalreporter.config):
-        terminalreporter.write_line(line, bold=True, red=POSTGRES_PROBLEM is not None)
+        terminalreporter.write_line(line, bold=True, red=missing)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     if REQUIRE_POSTGRES and POSTGRES_PROBLEM is not None:
         raise pytest.UsageError(f"PostgreSQL is required (SETTLE_TEST_REQUIRE_POSTGRES=1): {POSTGRES_PROBLEM}")
+    if REQUIRE_NODE and NODE_PROBLEM is not None:
+        raise pytest.UsageError(f"node and npm are required (SETTLE_TEST_REQUIRE_NODE=1): {NODE_PROBLEM}")
 
 
 @dataclass

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from api.app import create_app
 from api.settings import Mode
-from tests.api.conftest import Service, settings_for
+from tests.api.conftest import Service, serving, settings_for
 from tests.api.documents import GENERIC_A, HOSPITAL, MEMBER, POOLS, SETTLE, claim
 
 CAPPED_PLAN = {
@@ -43,30 +41,12 @@ def cashier(service: Service) -> dict[str, str]:
     return {"authorization": f"Bearer {service.token}"}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def live(service: Service) -> AsyncIterator[str]:
     """A uvicorn server over the service's database; yields its base URL."""
-    port = free_port()
     settings = replace(settings_for(service.database_url, service.tokens, Mode.PRODUCTION), key_wait_ms=10_000)
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        if serving.done():
-            serving.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await serving
+    async with serving(create_app(settings)) as url:
+        yield url
 
 
 async def settle_over_http(client: httpx.AsyncClient, variables: dict[str, Any]) -> dict[str, Any]:
