@@ -88,14 +88,31 @@ def described(result: AuditResult) -> str:
     return line
 
 
+INTROSPECTING = {"2EA1", "28B9", "D6D5", "6A70"}
+"""Audits whose document asks `__type(name:)`: production refuses introspection, so these can pass
+only where the schema may be introspected (development)."""
+
+
 @pytest.mark.graphql_over_http
-@pytest.mark.xfail(reason="the GraphQL-over-HTTP handler is being rewritten", strict=False, raises=AssertionError)
 async def test_the_live_service_passes_every_graphql_over_http_audit_of_graphql_http(
+    database_url: str, tokens: Tokens, audit_script: Path
+) -> None:
+    app = create_app(settings_for(database_url, tokens, Mode.DEVELOPMENT))
+    async with serving(app) as base_url:
+        results = await run_audits(audit_script, f"{base_url}/graphql", tokens.hospital)
+
+    failing = [result for result in results if result["status"] != "ok"]
+    assert len(failing) == 0, f"{len(failing)} of {AUDITS} audits fail:\n" + "\n".join(map(described, failing))
+
+
+@pytest.mark.graphql_over_http
+async def test_in_production_only_the_audits_that_introspect_fail_and_only_because_introspection_is_off(
     database_url: str, tokens: Tokens, audit_script: Path
 ) -> None:
     app = create_app(settings_for(database_url, tokens, Mode.PRODUCTION))
     async with serving(app) as base_url:
         results = await run_audits(audit_script, f"{base_url}/graphql", tokens.hospital)
 
-    failing = [result for result in results if result["status"] != "ok"]
-    assert len(failing) == 0, f"{len(failing)} of {AUDITS} audits fail:\n" + "\n".join(map(described, failing))
+    failing = {result["id"]: result for result in results if result["status"] != "ok"}
+    assert set(failing) == INTROSPECTING, "\n".join(map(described, failing.values()))
+    assert all("introspection has been disabled" in result["response"]["body"] for result in failing.values())
