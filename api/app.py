@@ -168,7 +168,12 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with database(settings) as (engine, sessions):
             state["engine"] = engine
-            state["verifier"] = build_verifier(settings.keys_dir, settings.token_audience, development=dev)
+            state["verifier"] = build_verifier(
+                settings.keys_dir,
+                settings.token_audience,
+                development=dev,
+                max_lifetime_seconds=settings.token_max_lifetime_seconds,
+            )
             cipher = FieldCipher(open_keyring(settings), sessions, settings.values_per_data_key)
             runtime = Runtime(
                 sessions,

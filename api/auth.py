@@ -88,12 +88,21 @@ class TrustedKey:
     key: Any  # a public key object from cryptography
 
 
-class TokenVerifier:
-    """Verifies signature, issuer, key id, audience, expiry and not-before; builds the Principal."""
+DEFAULT_MAX_LIFETIME_SECONDS = 12 * 3600
+"""A cashier's shift: a token meant to live longer is refused like an expired one."""
 
-    def __init__(self, keys: Iterable[TrustedKey], audience: str) -> None:
+
+class TokenVerifier:
+    """Verifies signature, issuer, key id, audience, expiry and not-before, a token id, and a
+    lifetime (expiry minus issue time) no longer than the maximum; builds the Principal.
+    """
+
+    def __init__(
+        self, keys: Iterable[TrustedKey], audience: str, max_lifetime_seconds: int = DEFAULT_MAX_LIFETIME_SECONDS
+    ) -> None:
         self.keys = {(key.issuer, key.key_id): key for key in keys}
         self.audience = audience
+        self.max_lifetime_seconds = max_lifetime_seconds
 
     def verify(self, token: str) -> Principal:
         try:
@@ -111,6 +120,10 @@ class TokenVerifier:
                 leeway=LEEWAY_SECONDS,
                 options={"require": list(REQUIRED_CLAIMS), "verify_nbf": True},
             )
+            if not isinstance(claims["iat"], int) or not isinstance(claims["exp"], int):
+                raise Unauthenticated
+            if claims["exp"] - claims["iat"] > self.max_lifetime_seconds:
+                raise Unauthenticated
             return Principal(
                 subject=_text(claims["sub"]),
                 role=Role(claims["role"]),
@@ -219,9 +232,11 @@ class DevIssuer:
         return jwt.encode(claims, self.private_key, algorithm="EdDSA", headers={"kid": DEV_KEY_ID})
 
 
-def build_verifier(keys_dir: Path, audience: str, *, development: bool) -> TokenVerifier:
+def build_verifier(
+    keys_dir: Path, audience: str, *, development: bool, max_lifetime_seconds: int = DEFAULT_MAX_LIFETIME_SECONDS
+) -> TokenVerifier:
     keys = load_trusted_keys(keys_dir / "issuers")
     if development:
         keys.append(DevIssuer.load_or_create(keys_dir).trusted_key())
         log.warning("development mode: tokens of the development issuer %r are trusted", DEV_ISSUER)
-    return TokenVerifier(keys, audience)
+    return TokenVerifier(keys, audience, max_lifetime_seconds)

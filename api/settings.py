@@ -8,6 +8,8 @@ SETTLE_MIGRATIONS   the alembic scripts folder (default: migrations/ beside the 
 SETTLE_KEY_WAIT_MS  how long a copy of an in-flight request waits before IN_PROGRESS (5000)
 SETTLE_KEYS_DIR     trusted issuers' public keys (issuers/) and, in development, dev/ (default keys/)
 SETTLE_TOKEN_AUDIENCE       the audience tokens must name (settle)
+SETTLE_TOKEN_MAX_LIFETIME_SECONDS   the longest a token may live, expiry minus issue time (43200,
+                            12 hours); a longer-lived token is refused like an expired one
 SETTLE_CIPHER_SUITE         aes-256-gcm (default) or sm4-gcm (national commercial cryptography)
 SETTLE_KEYRING              file (default) or module:callable, the factory of a KMS/HSM provider
 SETTLE_KEYRING_DIR          the file keyring's folder (default keys/dev/keyring in development;
@@ -76,6 +78,7 @@ class Settings:
     key_wait_ms: int = 5_000
     keys_dir: Path = PROJECT_ROOT / "keys"
     token_audience: str = "settle"
+    token_max_lifetime_seconds: int = 12 * 3600
     cipher_suite: str = "aes-256-gcm"
     keyring: str = "file"
     keyring_dir: Path | None = None
@@ -131,6 +134,7 @@ class Settings:
             key_wait_ms=int(environ.get("SETTLE_KEY_WAIT_MS", "5000")),
             keys_dir=Path(environ.get("SETTLE_KEYS_DIR", str(PROJECT_ROOT / "keys"))),
             token_audience=environ.get("SETTLE_TOKEN_AUDIENCE", "settle"),
+            token_max_lifetime_seconds=int(environ.get("SETTLE_TOKEN_MAX_LIFETIME_SECONDS", str(12 * 3600))),
             cipher_suite=environ.get("SETTLE_CIPHER_SUITE", "aes-256-gcm"),
             keyring=environ.get("SETTLE_KEYRING", "file"),
             keyring_dir=Path(environ["SETTLE_KEYRING_DIR"]) if environ.get("SETTLE_KEYRING_DIR") else None,

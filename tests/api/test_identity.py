@@ -57,6 +57,14 @@ def refused_tokens(tokens: Tokens) -> dict[str, str]:
             headers={"kid": KEY_ID},
         ),
         "not a token": "hello",
+        "valid for a hundred years": tokens.mint("hospital", HOSPITAL, exp=now + 100 * 365 * 86400),
+        "valid for 12 hours and a minute": tokens.mint("hospital", HOSPITAL, iat=now, exp=now + 12 * 3600 + 60),
+        "no issue time": jwt.encode(
+            {k: v for k, v in tokens.claims("hospital", HOSPITAL).items() if k != "iat"},
+            tokens.private_key,
+            algorithm="EdDSA",
+            headers={"kid": KEY_ID},
+        ),
     }
 
 
