@@ -26,10 +26,12 @@ from api.crypto.management import open_keyring
 from api.db import models
 from api.db.migrate import current_revision, head_revision, upgrade
 from api.db.session import create_engine, create_sessionmaker
+from api.db.statements import exclusively
 from api.graphql.context import Context
 from api.graphql.execution import Executor
 from api.graphql.schema import build_schema
 from api.http.graphql import GraphQLOverHTTP, TrustedDocuments
+from api.serve import Readiness
 from api.services import audit, audit_chain
 from api.services.access import SYSTEM
 from api.services.facts import VersionCache
@@ -60,7 +62,7 @@ def graphql_endpoint(settings: Settings, state: dict[str, Any]) -> GraphQLOverHT
 
 
 def graphiql_page(request: Request) -> Response:
-    return HTMLResponse(get_graphql_ide_html(subscription_enabled=False, replace_placeholders=True))
+    return HTMLResponse(get_graphql_ide_html())
 
 
 class Authenticated:
@@ -122,15 +124,16 @@ async def database(settings: Settings) -> AsyncIterator[tuple[AsyncEngine, async
         await engine.dispose()
 
 
-async def load_demo_if_empty(runtime: Runtime) -> None:
+async def load_demo_if_empty(engine: AsyncEngine, runtime: Runtime) -> None:
     from api.demo import demo_document
     from api.services.loading import load_document
 
-    async with runtime.sessions() as session:
-        institutions = (await session.execute(select(func.count()).select_from(models.Institution))).scalar_one()
-    if institutions == 0:
-        log.warning("loading the demo data set into an empty development database")
-        await load_document(runtime, SYSTEM, demo_document())
+    async with exclusively(engine, "demo-data"):  # the first worker loads; the others find it loaded
+        async with runtime.sessions() as session:
+            institutions = (await session.execute(select(func.count()).select_from(models.Institution))).scalar_one()
+        if institutions == 0:
+            log.warning("loading the demo data set into an empty development database")
+            await load_document(runtime, SYSTEM, demo_document())
 
 
 async def seal_forever(runtime: Runtime, every_seconds: float) -> None:
@@ -162,6 +165,7 @@ class Export:
 def create_app(settings: Settings) -> Starlette:
     state: dict[str, Any] = {}
     dev = settings.development
+    readiness = Readiness.from_environment()
     graphql = graphql_endpoint(settings, state)
 
     @asynccontextmanager
@@ -184,9 +188,11 @@ def create_app(settings: Settings) -> Starlette:
                 timedelta(days=settings.reuse_window_days),
             )
             if settings.development and settings.demo_data:
-                await load_demo_if_empty(runtime)
+                await load_demo_if_empty(engine, runtime)
             state["context"] = Context(settings=settings, runtime=runtime, principal=SYSTEM)
             sealer = asyncio.create_task(seal_forever(runtime, settings.audit_seal_seconds))
+            if readiness is not None:
+                readiness.started()
             try:
                 yield
             finally:
@@ -199,6 +205,9 @@ def create_app(settings: Settings) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        problem = readiness.problem() if readiness is not None else None
+        if problem is not None:
+            return JSONResponse({"status": "starting or stopping", "reason": problem}, status_code=503)
         engine: AsyncEngine = state["engine"]
         try:
             async with engine.connect() as connection:

@@ -1,6 +1,8 @@
 """The `settle` command.
 
-    settle serve                    run the service (uvicorn); with no configuration: SQLite + demo data
+    settle serve [--host H] [--port P] [--workers N]
+                                    run the service (uvicorn); with no configuration: SQLite + demo data;
+                                    exits non-zero when a worker fails
     settle schema                   print the GraphQL SDL (for client code generation)
     settle db upgrade [REVISION]    migrate the database (DATABASE_URL) to REVISION (default: head)
     settle db downgrade REVISION    migrate down (`base` empties it)
@@ -79,8 +81,7 @@ def _adjudicate(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
-    import uvicorn
-
+    from api.serve import serve
     from api.settings import Settings
 
     settings = Settings.from_environment()
@@ -90,18 +91,11 @@ def _serve(args: argparse.Namespace) -> int:
             "development mode: GraphiQL is served, the schema is migrated and demo data loaded on start; "
             "set SETTLE_MODE=production for a real deployment"
         )
-    if settings.workers > 1 and not settings.postgresql:
+    workers = args.workers if args.workers is not None else settings.workers
+    if workers > 1 and not settings.postgresql:
         logging.getLogger("settle").warning("SQLite has one writer: serving with one worker")
-    workers = settings.workers if settings.postgresql else 1
-    uvicorn.run(
-        "api.app:create_app_from_environment",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=workers,
-        log_level="info",
-    )
-    return 0
+        workers = 1
+    return serve(settings, host=args.host, port=args.port, workers=workers)
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -304,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="settle", description="Multi-payer settlement of innovative drugs.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the service")
+    serve.add_argument("--host", help="the address to listen on (SETTLE_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="the port to listen on (SETTLE_PORT, default 8000)")
+    serve.add_argument("--workers", type=int, help="worker processes (SETTLE_WORKERS, default 1; PostgreSQL only)")
     serve.set_defaults(run=_serve)
     schema = commands.add_parser("schema", help="print the GraphQL SDL")
     schema.set_defaults(run=_schema)

@@ -8,8 +8,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.db.statements import advisory_key
 
 
 def alembic_config(migrations: Path) -> Config:
@@ -47,4 +50,8 @@ async def _run(engine: AsyncEngine, migrations: Path, step: object) -> None:
         step(config)  # type: ignore[operator]
 
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # One migration at a time, however many workers start at once: the others wait here,
+            # then find the schema at the head and do nothing (SQLite is served by one worker).
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key("migrations")})
         await connection.run_sync(run)

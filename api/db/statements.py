@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import Table, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 
 def is_postgresql(session: AsyncSession) -> bool:
@@ -40,6 +41,25 @@ def advisory_key(*parts: str) -> int:
     """A signed 64-bit key for pg_advisory_xact_lock, derived from the parts."""
     digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@asynccontextmanager
+async def exclusively(engine: AsyncEngine, *parts: str) -> AsyncIterator[None]:
+    """Run the body in one process at a time across the service's workers (a session-level
+    advisory lock on PostgreSQL; SQLite is served by a single worker).
+    """
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    key = advisory_key(*parts)
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        await connection.commit()
+        try:
+            yield
+        finally:
+            await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+            await connection.commit()
 
 
 class LockTimeout(Exception):
