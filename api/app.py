@@ -28,6 +28,7 @@ from api.db.migrate import current_revision, head_revision, upgrade
 from api.db.session import create_engine, create_sessionmaker
 from api.graphql.context import Context
 from api.graphql.schema import build_schema
+from api.http.ide import GraphiQLPage
 from api.services import audit, audit_chain
 from api.services.access import SYSTEM
 from api.services.facts import VersionCache
@@ -62,7 +63,7 @@ class Authenticated:
     attempt is audited. In development, the GraphiQL page itself (a GET for HTML) is open.
     """
 
-    def __init__(self, app: Any, state: dict[str, Any], *, ide: GraphQLEndpoint | None = None) -> None:
+    def __init__(self, app: Any, state: dict[str, Any], *, ide: GraphiQLPage | None = None) -> None:
         self.app = app
         self.state = state
         self.ide = ide
@@ -70,7 +71,7 @@ class Authenticated:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         request = Request(scope)
         if self.ide is not None and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
-            page = await self.ide.render_graphql_ide(request)  # the page only: every query it sends is checked
+            page = self.ide.response(request)  # the page only: every query it sends is checked
             await page(scope, receive, send)
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -157,6 +158,7 @@ def create_app(settings: Settings) -> Starlette:
     state: dict[str, Any] = {}
     dev = settings.development
     graphql = GraphQLEndpoint(state, development=dev)
+    ide = GraphiQLPage.load() if dev else None  # served from the package: no CDN, nothing leaves the machine
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -202,7 +204,8 @@ def create_app(settings: Settings) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/graphql", Authenticated(graphql, state, ide=graphql if dev else None), methods=["GET", "POST"]),
+            Route("/graphql", Authenticated(graphql, state, ide=ide), methods=["GET", "POST"]),
+            *(ide.routes() if ide is not None else ()),
             *(
                 Route(f"/exports/{name}.csv", Authenticated(Export(handler, state), state), methods=["GET"])
                 for name, handler in (
