@@ -45,11 +45,12 @@ def utc_now() -> datetime:
 class GraphQLEndpoint(GraphQL[Context, None]):
     """strawberry's ASGI app, handing each request a typed context with its verified caller.
 
-    GraphiQL (which loads its scripts from a CDN) is served in development mode only.
+    strawberry's own GraphiQL page (which loads its scripts from a CDN) is off: the service
+    serves its own, from the package (`api/http/ide.py`), in development mode only.
     """
 
-    def __init__(self, state: dict[str, Any], *, development: bool) -> None:
-        super().__init__(build_schema(), graphql_ide="graphiql" if development else None, allow_queries_via_get=False)
+    def __init__(self, state: dict[str, Any]) -> None:
+        super().__init__(build_schema(), graphql_ide=None, allow_queries_via_get=False)
         self.state = state
 
     async def get_context(self, request: Any, response: Any) -> Context:
@@ -157,7 +158,7 @@ class Export:
 def create_app(settings: Settings) -> Starlette:
     state: dict[str, Any] = {}
     dev = settings.development
-    graphql = GraphQLEndpoint(state, development=dev)
+    graphql = GraphQLEndpoint(state)
     ide = GraphiQLPage.load() if dev else None  # served from the package: no CDN, nothing leaves the machine
 
     @asynccontextmanager
