@@ -6,11 +6,15 @@ them at the end. The schema is migrated once into a template database (as the ad
 schema); each test gets a fresh copy, and the application connects as the role, which may read,
 insert and update but not delete anything. With SETTLE_TEST_REQUIRE_POSTGRES=1 (as .ci/run sets),
 an unreachable PostgreSQL fails the run instead of being skipped.
+
+The GraphiQL browser test needs Debian's Chromium (/usr/bin/chromium) and Playwright; without
+them it is skipped, and the header says so, unless SETTLE_TEST_REQUIRE_BROWSER=1 (as .ci/run sets).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import shutil
 import uuid
@@ -67,26 +71,51 @@ def _postgres_reachable() -> str | None:
 POSTGRES_PROBLEM = _postgres_reachable()
 BACKENDS = ["sqlite", "postgresql"]
 
+CHROMIUM = Path("/usr/bin/chromium")
+REQUIRE_BROWSER = os.environ.get("SETTLE_TEST_REQUIRE_BROWSER") == "1"
+
+
+def _browser_problem() -> str | None:
+    """None when the GraphiQL browser test can run; otherwise why not."""
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing (Debian: apt-get install chromium)"
+    if importlib.util.find_spec("playwright") is None:
+        return "the playwright package is missing (pip install -e '.[test]')"
+    return None
+
+
+BROWSER_PROBLEM = _browser_problem()
+
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = []
     if POSTGRES_PROBLEM is None:
-        return [f"DATABASES: SQLite and PostgreSQL ({make_url(ADMIN_URL).render_as_string()})"]
-    return [
-        "!" * 78,
-        "DATABASES: SQLite ONLY. PostgreSQL is unreachable, its tests are SKIPPED:",
-        f"  {POSTGRES_PROBLEM}",
-        "!" * 78,
-    ]
+        lines.append(f"DATABASES: SQLite and PostgreSQL ({make_url(ADMIN_URL).render_as_string()})")
+    else:
+        lines += [
+            "!" * 78,
+            "DATABASES: SQLite ONLY. PostgreSQL is unreachable, its tests are SKIPPED:",
+            f"  {POSTGRES_PROBLEM}",
+            "!" * 78,
+        ]
+    if BROWSER_PROBLEM is None:
+        lines.append(f"BROWSER: {CHROMIUM} (headless, driven by Playwright) for the GraphiQL test")
+    else:
+        lines += ["!" * 78, "BROWSER: NONE. The GraphiQL browser test is SKIPPED:", f"  {BROWSER_PROBLEM}", "!" * 78]
+    return lines
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    problem = POSTGRES_PROBLEM is not None or BROWSER_PROBLEM is not None
     for line in pytest_report_header(terminalreporter.config):
-        terminalreporter.write_line(line, bold=True, red=POSTGRES_PROBLEM is not None)
+        terminalreporter.write_line(line, bold=True, red=problem)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     if REQUIRE_POSTGRES and POSTGRES_PROBLEM is not None:
         raise pytest.UsageError(f"PostgreSQL is required (SETTLE_TEST_REQUIRE_POSTGRES=1): {POSTGRES_PROBLEM}")
+    if REQUIRE_BROWSER and BROWSER_PROBLEM is not None:
+        raise pytest.UsageError(f"the browser is required (SETTLE_TEST_REQUIRE_BROWSER=1): {BROWSER_PROBLEM}")
 
 
 @dataclass
