@@ -15,9 +15,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from strawberry.http.ides import get_graphql_ide_html
 
 from api import exports
 from api.auth import Principal, Role, TokenVerifier, Unauthenticated, build_verifier, unverified_token_id
@@ -31,6 +30,7 @@ from api.graphql.context import Context
 from api.graphql.execution import Executor
 from api.graphql.schema import build_schema
 from api.http.graphql import GraphQLOverHTTP, TrustedDocuments
+from api.http.ide import GraphiQLPage
 from api.serve import Readiness
 from api.services import audit, audit_chain
 from api.services.access import SYSTEM
@@ -61,17 +61,13 @@ def graphql_endpoint(settings: Settings, state: dict[str, Any]) -> GraphQLOverHT
     return GraphQLOverHTTP(Executor(build_schema(), settings.limits), context, body_bytes=body_bytes, trusted=trusted)
 
 
-def graphiql_page(request: Request) -> Response:
-    return HTMLResponse(get_graphql_ide_html())
-
-
 class Authenticated:
     """ASGI wrapper: a request reaches the wrapped app only with a valid bearer token (its
     Principal in `scope["principal"]`); anything else is answered 401 UNAUTHENTICATED and the
     attempt is audited. In development, the GraphiQL page itself (a GET for HTML) is open.
     """
 
-    def __init__(self, app: Any, state: dict[str, Any], *, ide: Callable[[Request], Response] | None = None) -> None:
+    def __init__(self, app: Any, state: dict[str, Any], *, ide: GraphiQLPage | None = None) -> None:
         self.app = app
         self.state = state
         self.ide = ide
@@ -79,7 +75,8 @@ class Authenticated:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         request = Request(scope)
         if self.ide is not None and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
-            await self.ide(request)(scope, receive, send)  # the page only: every query it sends is checked
+            page = self.ide.response(request)  # the page only: every query it sends is checked
+            await page(scope, receive, send)
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         verifier: TokenVerifier = self.state["verifier"]
@@ -167,6 +164,7 @@ def create_app(settings: Settings) -> Starlette:
     dev = settings.development
     readiness = Readiness.from_environment()
     graphql = graphql_endpoint(settings, state)
+    ide = GraphiQLPage.load() if dev else None  # served from the package: no CDN, nothing leaves the machine
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -222,9 +220,9 @@ def create_app(settings: Settings) -> Starlette:
 
     return Starlette(
         routes=[
-            Route(
-                "/graphql", Authenticated(graphql, state, ide=graphiql_page if dev else None)
-            ),  # every method reaches the endpoint, which answers the ones it does not take with a typed 405
+            # every method reaches the endpoint, which answers the ones it does not take with a typed 405
+            Route("/graphql", Authenticated(graphql, state, ide=ide)),
+            *(ide.routes() if ide is not None else ()),
             *(
                 Route(f"/exports/{name}.csv", Authenticated(Export(handler, state), state), methods=["GET"])
                 for name, handler in (

@@ -9,11 +9,14 @@ an unreachable PostgreSQL fails the run instead of being skipped.
 
 Node and npm run the GraphQL-over-HTTP audit (tests/http_audit/); without them that test is
 skipped, and with SETTLE_TEST_REQUIRE_NODE=1 (as .ci/run sets) the run fails instead.
+The GraphiQL browser test needs Debian's Chromium (/usr/bin/chromium) and Playwright; without
+them it is skipped, and the header says so, unless SETTLE_TEST_REQUIRE_BROWSER=1 (as .ci/run sets).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -97,6 +100,22 @@ def _node_toolchain() -> tuple[str, str | None]:
 NODE_VERSIONS, NODE_PROBLEM = _node_toolchain()
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+REQUIRE_BROWSER = os.environ.get("SETTLE_TEST_REQUIRE_BROWSER") == "1"
+
+
+def _browser_problem() -> str | None:
+    """None when the GraphiQL browser test can run; otherwise why not."""
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing (Debian: apt-get install chromium)"
+    if importlib.util.find_spec("playwright") is None:
+        return "the playwright package is missing (pip install -e '.[test]')"
+    return None
+
+
+BROWSER_PROBLEM = _browser_problem()
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     lines: list[str] = []
     if POSTGRES_PROBLEM is None:
@@ -117,11 +136,15 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             f"  {NODE_PROBLEM}",
             "!" * 78,
         ]
+    if BROWSER_PROBLEM is None:
+        lines.append(f"BROWSER: {CHROMIUM} (headless, driven by Playwright) for the GraphiQL test")
+    else:
+        lines += ["!" * 78, "BROWSER: NONE. The GraphiQL browser test is SKIPPED:", f"  {BROWSER_PROBLEM}", "!" * 78]
     return lines
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    missing = POSTGRES_PROBLEM is not None or NODE_PROBLEM is not None
+    missing = POSTGRES_PROBLEM is not None or NODE_PROBLEM is not None or BROWSER_PROBLEM is not None
     for line in pytest_report_header(terminalreporter.config):
         terminalreporter.write_line(line, bold=True, red=missing)
 
@@ -131,6 +154,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise pytest.UsageError(f"PostgreSQL is required (SETTLE_TEST_REQUIRE_POSTGRES=1): {POSTGRES_PROBLEM}")
     if REQUIRE_NODE and NODE_PROBLEM is not None:
         raise pytest.UsageError(f"node and npm are required (SETTLE_TEST_REQUIRE_NODE=1): {NODE_PROBLEM}")
+    if REQUIRE_BROWSER and BROWSER_PROBLEM is not None:
+        raise pytest.UsageError(f"the browser is required (SETTLE_TEST_REQUIRE_BROWSER=1): {BROWSER_PROBLEM}")
 
 
 @dataclass
