@@ -77,21 +77,21 @@ def _adjudicate(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import logging
-
     import uvicorn
 
+    from api.logs import get_logger, install
     from api.settings import Settings
 
     settings = Settings.from_environment()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    install(settings)  # JSON lines on stderr; each worker's app factory installs the same
+    log = get_logger("settle")
     if settings.development:
-        logging.getLogger("settle").warning(
+        log.warning(
             "development mode: GraphiQL is served, the schema is migrated and demo data loaded on start; "
             "set SETTLE_MODE=production for a real deployment"
         )
     if settings.workers > 1 and not settings.postgresql:
-        logging.getLogger("settle").warning("SQLite has one writer: serving with one worker")
+        log.warning("SQLite has one writer: serving with one worker")
     workers = settings.workers if settings.postgresql else 1
     uvicorn.run(
         "api.app:create_app_from_environment",
@@ -99,7 +99,9 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         workers=workers,
-        log_level="info",
+        log_config=None,  # ours (api/logs.py), not uvicorn's plain-text one
+        log_level=settings.log_level.lower(),
+        access_log=False,  # it prints query strings; the request line of api/http/observability.py replaces it
     )
     return 0
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
@@ -13,49 +11,57 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
+    SchemaExtension,
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
-from api.crypto.envelope import DecryptionError
 from api.graphql.admin.mutations import AdminMutations
 from api.graphql.admin.queries import CatalogueQueries
+from api.graphql.outcomes import OperationNoted, outcome_code, unexpected
 from api.graphql.people.queries import PeopleQueries
 from api.graphql.scalars import SCALARS
 from api.graphql.settlements.mutations import SettlementMutations
 from api.graphql.settlements.queries import SettlementQueries
 from api.graphql.supervision.mutations import SupervisionMutations
 from api.graphql.supervision.queries import SupervisionQueries
+from api.http.observability import note
+from api.logs import describe, get_logger
 
 Query = merge_types("Query", (SettlementQueries, PeopleQueries, CatalogueQueries, SupervisionQueries))
 Mutation = merge_types("Mutation", (SettlementMutations, AdminMutations, SupervisionMutations))
 
-log = logging.getLogger("settle.graphql")
+log = get_logger("settle.graphql")
 
 CACHE_SIZE = 256
 """Distinct query texts whose parse and validation are kept (bounded: clients are many, queries few)."""
 
 
 class Schema(strawberry.Schema):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.root_fields = {
+            kind: frozenset(root.fields) if root is not None else frozenset()
+            for kind, root in (("query", self._schema.query_type), ("mutation", self._schema.mutation_type))
+        }
+
+    def get_extensions(self, sync: bool = False) -> list[SchemaExtension]:
+        """The extensions of `build_schema`, and the one naming the operation for the request line."""
+        return [*super().get_extensions(sync), OperationNoted(self.root_fields)]
+
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
-        """Log each error's message, code and path, never the query text: a caller may have
-        written personal data (an ID number) into it as a literal.
+        """The first error's code goes on the request line. Nothing else of an expected refusal is
+        logged (a malformed request, a coercion error, FORBIDDEN): its message can quote the
+        caller's input (an ID number written as a literal) and its path the caller's aliases.
+        An unexpected error is logged once, as its classes and frames, without its message.
         """
         for error in errors:
-            code = (error.extensions or {}).get("code")
-            log.warning("graphql error %s at %s: %s", code, error.path, error.message, exc_info=error.original_error)
-
-
-def unexpected(error: GraphQLError) -> bool:
-    """An error that is not a GraphQL error of ours (a bug, a database failure): its message may
-    carry SQL and parameters, so the caller sees only that it happened. A value that cannot be
-    decrypted (its key destroyed, its ciphertext moved) is said as such: that is the explicit
-    answer crypto-shredding owes.
-    """
-    original = error.original_error
-    return original is not None and not isinstance(original, GraphQLError | DecryptionError)
+            code = outcome_code(error)
+            note(outcome=code)
+            if code == "INTERNAL_ERROR" and error.original_error is not None:
+                log.error("unexpected error", **describe(error.original_error))
 
 
 def build_schema() -> strawberry.Schema:
