@@ -75,7 +75,7 @@ def describe(error: BaseException) -> dict[str, Any]:
             name += f"({_name(type(original))})"
         chain.append(name)
         current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
-    fields: dict[str, Any] = {"error": chain[0], "causes": chain[1:] or None, "stack": _frames(error.__traceback__)}
+    fields: dict[str, Any] = {"error": chain[0], "causes": chain[1:] or None, "frames": _frames(error.__traceback__)}
     sqlstate = _sqlstate(error)
     if sqlstate is not None:
         fields["sqlstate"] = sqlstate
@@ -158,6 +158,7 @@ def install(settings: Settings, stream: TextIO | None = None) -> logging.Handler
     replaces it.
     """
     configure_structlog()
+    logging.raiseExceptions = False  # a handler's own failure would print the exception being handled, message and all
     root = logging.getLogger()
     for handler in [handler for handler in root.handlers if getattr(handler, _HANDLER_MARK, False)]:
         root.removeHandler(handler)

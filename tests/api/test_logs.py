@@ -25,8 +25,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.exc import IntegrityError
 
-from api.logs import install
-from api.settings import Settings
+from api.logs import get_logger, install
+from api.settings import LogFormat, Settings
 from tests.api.conftest import Service
 from tests.api.documents import HOSPITAL, MEMBER, PRE_SETTLE, REGION, REVERSE, SETTLE, claim
 
@@ -374,5 +374,33 @@ async def test_the_log_holds_no_personal_value_and_a_line_for_every_request(
     failed = [line for line in lines if line["event"] == "unexpected error"]
     assert len(failed) == failures
     assert {line["error"] for line in failed} == {"RuntimeError", "sqlalchemy.exc.IntegrityError(Exception)"}
-    assert all(line["stack"] and line["request_id"] in requests for line in failed)
-    assert all("stack" not in line for line in lines if line["event"] != "unexpected error")
+    assert all(line["frames"] and line["request_id"] in requests for line in failed)
+    assert all("frames" not in line for line in lines if line["event"] != "unexpected error")
+
+
+@pytest.mark.parametrize("log_format", list(LogFormat))
+def test_an_exception_logged_by_any_logger_is_written_as_its_classes_and_frames_without_its_message(
+    caplog: pytest.LogCaptureFixture, log_format: LogFormat
+) -> None:
+    caplog.set_level(logging.INFO)
+    stream = io.StringIO()
+    handler = install(Settings(log_format=log_format), stream)
+    try:
+        try:
+            try:
+                raise KeyError(ID_NUMBER)
+            except KeyError as error:
+                raise ValueError(f"{NAME} is not valid") from error
+        except ValueError:
+            logging.getLogger("some.library").exception("it failed")
+            get_logger("settle.test").exception("it failed too")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    text = stream.getvalue()
+
+    assert [form for form in forms() if form in text] == [] and "Traceback" not in text
+    assert text.count("ValueError") == 2 and text.count("KeyError") == 2
+    if log_format is LogFormat.JSON:
+        lines = [json.loads(line) for line in text.splitlines()]
+        assert [(line["error"], line["causes"]) for line in lines] == [("ValueError", ["KeyError"])] * 2
+        assert all(line["frames"][-1].startswith("tests/api/test_logs.py:") for line in lines)
