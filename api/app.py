@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -14,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -29,16 +29,22 @@ from api.db.statements import exclusively
 from api.graphql.context import Context
 from api.graphql.execution import Executor
 from api.graphql.schema import build_schema
+from api.http.abuse import Limits, RefusalTally, rate_limited
 from api.http.graphql import GraphQLOverHTTP, TrustedDocuments
 from api.http.ide import GraphiQLPage
+from api.http.observability import RequestLog, client_address, note
+from api.logs import configure_structlog, describe, get_logger, install
 from api.serve import Readiness
-from api.services import audit, audit_chain
+from api.services import audit_chain
 from api.services.access import SYSTEM
 from api.services.facts import VersionCache
 from api.services.runtime import Runtime
 from api.settings import Settings
 
-log = logging.getLogger("settle")
+log = get_logger("settle")
+
+REFUSALS_FLUSH_SECONDS = 1.0
+"""How often the service looks for a closed minute of refused tokens to write to the audit log."""
 
 
 def utc_now() -> datetime:
@@ -63,8 +69,11 @@ def graphql_endpoint(settings: Settings, state: dict[str, Any]) -> GraphQLOverHT
 
 class Authenticated:
     """ASGI wrapper: a request reaches the wrapped app only with a valid bearer token (its
-    Principal in `scope["principal"]`); anything else is answered 401 UNAUTHENTICATED and the
-    attempt is audited. In development, the GraphiQL page itself (a GET for HTML) is open.
+    Principal in `scope["principal"]`); anything else is answered 401 UNAUTHENTICATED and counted
+    for the audit log (one row per client address and minute: api/http/abuse.py). The client
+    address's rate limit is spent before the token is verified (a flood of bad tokens costs no
+    signature checks beyond it), the token's after; past either, 429 RATE_LIMITED. In development,
+    the GraphiQL page itself (a GET for HTML) is open.
     """
 
     def __init__(self, app: Any, state: dict[str, Any], *, ide: GraphiQLPage | None = None) -> None:
@@ -78,23 +87,22 @@ class Authenticated:
             page = self.ide.response(request)  # the page only: every query it sends is checked
             await page(scope, receive, send)
             return
+        limits: Limits = self.state["limits"]
+        source = client_address(scope)
+        wait_seconds = limits.source(source)
+        if wait_seconds is not None:
+            await rate_limited(wait_seconds)(scope, receive, send)
+            return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         verifier: TokenVerifier = self.state["verifier"]
         try:
             if scheme.lower() != "bearer" or not token:
                 raise Unauthenticated
-            scope["principal"] = verifier.verify(token.strip())
+            principal = verifier.verify(token.strip())
         except Unauthenticated:
-            context: Context = self.state["context"]
-            await audit.append_alone(
-                context.runtime.sessions,
-                audit.AuditRecord(
-                    actor=audit.Actor(token_id=unverified_token_id(token.strip()) if token else None),
-                    action=f"{request.method} {request.url.path}",
-                    outcome="unauthenticated",
-                    at=context.runtime.clock(),
-                ),
-            )
+            refusals: RefusalTally = self.state["refusals"]
+            refusals.count(source, unverified_token_id(token.strip()) if token else None)
+            note(outcome="UNAUTHENTICATED")
             response = JSONResponse(
                 {"errors": [{"message": Unauthenticated.MESSAGE, "extensions": {"code": "UNAUTHENTICATED"}}]},
                 status_code=401,
@@ -102,6 +110,12 @@ class Authenticated:
             )
             await response(scope, receive, send)
             return
+        note(role=principal.role.value, org=principal.org)
+        wait_seconds = limits.token(principal.token_id)
+        if wait_seconds is not None:
+            await rate_limited(wait_seconds)(scope, receive, send)
+            return
+        scope["principal"] = principal
         await self.app(scope, receive, send)
 
 
@@ -133,16 +147,26 @@ async def load_demo_if_empty(engine: AsyncEngine, runtime: Runtime) -> None:
             await load_document(runtime, SYSTEM, demo_document())
 
 
+async def seal_once(runtime: Runtime) -> None:
+    try:
+        await audit_chain.seal(runtime.sessions, runtime.cipher.keyring, runtime.clock())
+    except Exception as error:  # the next round retries; the failure must be seen, not kill the service
+        log.error("sealing the audit log failed", **describe(error))
+
+
 async def seal_forever(runtime: Runtime, every_seconds: float) -> None:
     """Seal committed audit entries into the hash chain, every `every_seconds` (0: never)."""
     if every_seconds <= 0:
         return
     while True:
-        try:
-            await audit_chain.seal(runtime.sessions, runtime.cipher.keyring, runtime.clock())
-        except Exception:  # the next round retries; the failure must be seen, not kill the service
-            log.exception("sealing the audit log failed")
+        await seal_once(runtime)
         await asyncio.sleep(every_seconds)
+
+
+async def stopped(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 class Export:
@@ -159,7 +183,11 @@ class Export:
         await response(scope, receive, send)
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Starlette:
+    """The service. `clock` is the runtime's (tests inject one to close a minute or refill a rate
+    limit without waiting); the refused tokens' tally is on `app.state.refusals` once started.
+    """
+    configure_structlog()
     state: dict[str, Any] = {}
     dev = settings.development
     readiness = Readiness.from_environment()
@@ -181,22 +209,30 @@ def create_app(settings: Settings) -> Starlette:
                 sessions,
                 VersionCache.bounded(),
                 cipher,
-                utc_now,
+                clock,
                 settings.key_wait_ms,
                 timedelta(days=settings.reuse_window_days),
             )
             if settings.development and settings.demo_data:
                 await load_demo_if_empty(engine, runtime)
             state["context"] = Context(settings=settings, runtime=runtime, principal=SYSTEM)
+            state["limits"] = Limits.of(settings, clock)
+            refusals = state["refusals"] = app.state.refusals = RefusalTally(sessions, clock, settings.rate_tracked_max)
             sealer = asyncio.create_task(seal_forever(runtime, settings.audit_seal_seconds))
             if readiness is not None:
                 readiness.started()
+            flusher = asyncio.create_task(refusals.flush_forever(REFUSALS_FLUSH_SECONDS))
             try:
                 yield
             finally:
-                sealer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sealer
+                await stopped(flusher)
+                try:  # the open minute's refusals, then one last seal: nothing is left for a next start
+                    await refusals.flush(everything=True)
+                except Exception as error:  # shutting down: say what was lost, and go on
+                    log.error("writing refused requests to the audit log at shutdown failed", **describe(error))
+                await stopped(sealer)
+                if settings.audit_seal_seconds > 0:
+                    await seal_once(runtime)
         state.clear()
 
     async def healthz(request: Request) -> Response:
@@ -234,10 +270,15 @@ def create_app(settings: Settings) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],
+        middleware=[Middleware(RequestLog)],
         lifespan=lifespan,
     )
 
 
 def create_app_from_environment() -> Starlette:
-    """The factory `settle serve` hands uvicorn (each worker process builds its own app)."""
-    return create_app(Settings.from_environment())
+    """The factory `settle serve` hands uvicorn (each worker process builds its own app, and
+    routes its logs through api/logs.py).
+    """
+    settings = Settings.from_environment()
+    install(settings)
+    return create_app(settings)

@@ -79,21 +79,21 @@ def _adjudicate(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import logging
-
+    from api.logs import get_logger, install
     from api.serve import serve
     from api.settings import Settings
 
     settings = Settings.from_environment()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    install(settings)  # JSON lines on stderr; each worker's app factory installs the same
+    log = get_logger("settle")
     if settings.development:
-        logging.getLogger("settle").warning(
+        log.warning(
             "development mode: GraphiQL is served, the schema is migrated and demo data loaded on start; "
             "set SETTLE_MODE=production for a real deployment"
         )
     workers = args.workers if args.workers is not None else settings.workers
     if workers > 1 and not settings.postgresql:
-        logging.getLogger("settle").warning("SQLite has one writer: serving with one worker")
+        log.warning("SQLite has one writer: serving with one worker")
         workers = 1
     return serve(settings, host=args.host, port=args.port, workers=workers)
 

@@ -33,6 +33,19 @@ SETTLE_MAX_CLAIM_LINES      lines of one claim (200)
 SETTLE_MAX_CLAIM_DIAGNOSES  diagnoses of one claim (20)
 SETTLE_TRUSTED_DOCUMENTS    a manifest of the only documents that may run ({"sha256:<hex>": "query ..."});
                             unset (the default): any document within the limits
+SETTLE_LOG_FORMAT           json (default): one JSON object per line on stderr; console: for a person
+                            reading a development terminal
+SETTLE_LOG_LEVEL            INFO (default), DEBUG, WARNING, ERROR
+
+Limits against abuse (per process: each worker of `settle serve` counts on its own):
+SETTLE_RATE_LIMITS              1 (default) limits requests; 0 switches every rate limit off (benchmarks)
+SETTLE_RATE_TOKEN_PER_SECOND    requests a second one bearer token may make, sustained (50)
+SETTLE_RATE_TOKEN_BURST         requests one token may make at once, above the sustained rate (100)
+SETTLE_RATE_SOURCE_PER_SECOND   requests a second from one client address, authenticated or not (100)
+SETTLE_RATE_SOURCE_BURST        requests one client address may make at once (200)
+SETTLE_RATE_TRACKED_MAX         tokens and addresses tracked at once, and addresses whose refused
+                                tokens are counted per minute; beyond it the least recent are forgotten
+                                (and refusals are counted under the source `*`) (100000)
 """
 
 from __future__ import annotations
@@ -67,6 +80,11 @@ class Mode(StrEnum):
     PRODUCTION = "production"
 
 
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -97,6 +115,14 @@ class Settings:
     max_claim_lines: int = 200
     max_claim_diagnoses: int = 20
     trusted_documents: Path | None = None
+    log_format: LogFormat = LogFormat.JSON
+    log_level: str = "INFO"
+    rate_limits: bool = True
+    rate_token_per_second: float = 50.0
+    rate_token_burst: int = 100
+    rate_source_per_second: float = 100.0
+    rate_source_burst: int = 200
+    rate_tracked_max: int = 100_000
 
     @property
     def development(self) -> bool:
@@ -155,4 +181,12 @@ class Settings:
             trusted_documents=(
                 Path(environ["SETTLE_TRUSTED_DOCUMENTS"]) if environ.get("SETTLE_TRUSTED_DOCUMENTS") else None
             ),
+            log_format=LogFormat(environ.get("SETTLE_LOG_FORMAT", LogFormat.JSON.value)),
+            log_level=environ.get("SETTLE_LOG_LEVEL", "INFO").upper(),
+            rate_limits=environ.get("SETTLE_RATE_LIMITS", "1") == "1",
+            rate_token_per_second=float(environ.get("SETTLE_RATE_TOKEN_PER_SECOND", "50")),
+            rate_token_burst=int(environ.get("SETTLE_RATE_TOKEN_BURST", "100")),
+            rate_source_per_second=float(environ.get("SETTLE_RATE_SOURCE_PER_SECOND", "100")),
+            rate_source_burst=int(environ.get("SETTLE_RATE_SOURCE_BURST", "200")),
+            rate_tracked_max=int(environ.get("SETTLE_RATE_TRACKED_MAX", "100000")),
         )

@@ -364,7 +364,8 @@ def free_port() -> int:
 
 def configuration(database_url: str, scratch: Path) -> dict[str, str]:
     """The service's environment for this run: its database, production mode, the token issuers
-    it trusts (scratch/keys/issuers/) and its field-encryption keyring (scratch/keyring/).
+    it trusts (scratch/keys/issuers/) and its field-encryption keyring (scratch/keyring/). The
+    rate limits are off: the benchmark is one address sending as fast as the service answers.
     """
     return os.environ | {
         "DATABASE_URL": database_url,
@@ -372,6 +373,7 @@ def configuration(database_url: str, scratch: Path) -> dict[str, str]:
         "SETTLE_KEYS_DIR": str(scratch / "keys"),
         "SETTLE_TOKEN_AUDIENCE": AUDIENCE,
         "SETTLE_KEYRING_DIR": str(scratch / "keyring"),
+        "SETTLE_RATE_LIMITS": "0",
     }
 
 

@@ -14,6 +14,7 @@ from graphql import GraphQLError
 
 from adjudication import ErrorCode as DomainErrorCode
 from api.errors import ServiceError
+from api.http.observability import note
 
 ErrorCode = strawberry.enum(DomainErrorCode, name="ErrorCode")
 
@@ -102,6 +103,7 @@ def query_error(error: ServiceError) -> GraphQLError:
 
 
 def error_from(error: ServiceError) -> Error:
+    note(outcome=error.code.value)  # the request line's outcome: the typed error a mutation returns
     kind = _TYPES.get(error.code, InvalidInput)
     values = {"code": error.code, "field": error.field, "message": error.message, "retryable": error.retryable}
     if kind in (IdempotencyConflict, AlreadyReversed):

@@ -45,6 +45,7 @@ from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRul
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from api.graphql.failures import describe
+from api.graphql.outcomes import operation as named_operation
 
 log = logging.getLogger("settle.graphql")
 
@@ -106,6 +107,7 @@ class Outcome:
     executed: bool = True
     """False for a request error: nothing ran, and `data` is absent from the answer."""
     operation: str | None = None
+    """For the request log: the kind and root fields run (`mutation settle`), never the client's words."""
     extensions: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -206,6 +208,10 @@ class Executor:
     def __init__(self, schema: strawberry.Schema, limits: Limits) -> None:
         self.schema = schema
         self.limits = limits
+        self.root_fields = {
+            kind: frozenset(root.fields) if root is not None else frozenset()
+            for kind, root in (("query", schema._schema.query_type), ("mutation", schema._schema.mutation_type))
+        }
         self.documents = _LRU(CACHE_SIZE)
         self.validations = _LRU(CACHE_SIZE)
         rules: list[type[ASTValidationRule]] = [
@@ -230,8 +236,8 @@ class Executor:
             document = self._parse(query)
             operation = self._operation(document, operation_name)
         except Refused as refusal:
-            return Outcome.refused(refusal, operation_name)
-        name = operation.name.value if operation.name else operation_name
+            return Outcome.refused(refusal)
+        name = named_operation(document, operation_name, self.root_fields)
         try:
             if operation.operation is not OperationType.QUERY and not mutations_allowed:
                 raise Refused(EdgeCode.METHOD_NOT_ALLOWED, "only queries may be sent with GET; use POST", 405)

@@ -8,25 +8,24 @@
                                          SQLite file was locked
     anything else                       INTERNAL_ERROR, masked: its message may carry SQL and values
 
-The log gets the failure's class names and where it was raised, never its message: a database
+The log gets the failure's classes and frames (`api.logs.describe`), never its message: a database
 error renders its SQL parameters, a coercion error quotes the value it refused.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import sqlite3
-import traceback
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import exc as sa
 
+from api import logs
 from api.crypto.envelope import DecryptionError
 from api.errors import ServiceError
 
-log = logging.getLogger("settle.failures")
+log = logs.get_logger("settle.failures")
 
 INTERNAL_MESSAGE = "internal error: the event is logged"
 RETRYABLE_MESSAGE = "the database is briefly unavailable or the request collided with another; send it again"
@@ -92,28 +91,7 @@ def describe(error: BaseException) -> Failure:
     if isinstance(error, DecryptionError):
         return Failure(error.extensions["code"], str(error))
     if transient(error):
-        log.warning("transient failure: %s", chain(error))
+        log.warning("transient failure", **logs.describe(error))
         return Failure("RETRYABLE_FAILURE", RETRYABLE_MESSAGE, retryable=True)
-    log.error("unexpected failure: %s at %s", chain(error), origin(error))
+    log.error("unexpected error", **logs.describe(error))
     return Failure("INTERNAL_ERROR", INTERNAL_MESSAGE)
-
-
-def chain(error: BaseException) -> str:
-    """The class names of an exception and its causes (`DBAPIError <- UniqueViolationError`)."""
-    names = []
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        names.append(type(current).__name__)
-        current = current.__cause__ or current.__context__
-    return " <- ".join(names)
-
-
-def origin(error: BaseException) -> str:
-    """Where the exception was raised (file and line of the innermost frame): no values."""
-    frames = traceback.extract_tb(error.__traceback__)
-    if not frames:
-        return "?"
-    last = frames[-1]
-    return f"{last.filename.rsplit('/', 2)[-1]}:{last.lineno} in {last.name}"

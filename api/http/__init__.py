@@ -1,1 +1,2 @@
-"""HTTP pages of the service beyond the GraphQL API itself (the GraphiQL page and its assets)."""
+"""The HTTP shell around the GraphQL schema: GraphQL over HTTP, the request log, the limits against
+abuse, and the GraphiQL page with its assets."""

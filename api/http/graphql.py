@@ -28,6 +28,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from api.graphql.execution import EdgeCode, Executor, Outcome, Refused
+from api.http.observability import note
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
@@ -186,13 +187,11 @@ class GraphQLOverHTTP:
         *,
         body_bytes: Callable[[Request], int],
         trusted: TrustedDocuments | None = None,
-        on_outcome: Callable[[Outcome], None] | None = None,
     ) -> None:
         self.executor = executor
         self.context = context
         self.body_bytes = body_bytes
         self.trusted = trusted
-        self.on_outcome = on_outcome
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -205,10 +204,12 @@ class GraphQLOverHTTP:
             refusal = Refused(
                 EdgeCode.NOT_ACCEPTABLE, f"this endpoint answers in {GRAPHQL_RESPONSE} or {JSON}", status=406
             )
+            note(outcome=refusal.code)
             return refusal_answer(refusal, JSON)
         try:
             params = await self._read(request)
         except Refused as refusal:
+            note(outcome=refusal.code)
             headers = {"allow": "GET, POST"} if refusal.status == 405 else None
             return refusal_answer(refusal, media_type, headers)
         except ClientDisconnect:
@@ -220,8 +221,9 @@ class GraphQLOverHTTP:
             await self.context(request),
             mutations_allowed=request.method == "POST",
         )
-        if self.on_outcome is not None:
-            self.on_outcome(outcome)
+        note(operation=outcome.operation)
+        if outcome.errors:
+            note(outcome=outcome.code)
         return answer(outcome.body(), self._status(outcome, media_type), media_type, self._headers(outcome))
 
     async def _read(self, request: Request) -> Params:

@@ -22,6 +22,7 @@ from api.auth import Unauthenticated
 from api.db import models
 from api.db.session import create_engine, create_sessionmaker
 from api.settings import PROJECT_ROOT, Mode
+from tests.api.clock import Clock
 from tests.api.conftest import Service, running, settings_for
 from tests.api.documents import CAR_T, HOSPITAL, MEMBER, SETTLE, claim
 from tests.api.tokens import ISSUER, KEY_ID, Tokens
@@ -68,8 +69,8 @@ def refused_tokens(tokens: Tokens) -> dict[str, str]:
     }
 
 
-async def audit_rows(service: Service) -> list[dict[str, Any]]:
-    engine = create_engine(service.database_url)
+async def audit_rows(database_url: str) -> list[dict[str, Any]]:
+    engine = create_engine(database_url)
     try:
         async with create_sessionmaker(engine)() as session:
             table = models.AuditEntry.__table__
@@ -79,20 +80,30 @@ async def audit_rows(service: Service) -> list[dict[str, Any]]:
         await engine.dispose()
 
 
-async def test_every_bad_token_gets_401_with_one_message_that_names_no_check(service: Service) -> None:
-    responses = {name: await service.as_(token).post(PROBE) for name, token in refused_tokens(service.tokens).items()}
-    missing = await service.client.post("/graphql", json={"query": PROBE})
+async def test_every_bad_token_gets_401_with_one_message_that_names_no_check(database_url: str, tokens: Tokens) -> None:
+    clock = Clock()
+    app = create_app(settings_for(database_url, tokens), clock=clock)
+    async with running(app) as client:
+        responses = {
+            name: await client.post("/graphql", json={"query": PROBE}, headers={"authorization": f"Bearer {token}"})
+            for name, token in refused_tokens(tokens).items()
+        }
+        missing = await client.post("/graphql", json={"query": PROBE})
+        cashier = {"authorization": f"Bearer {tokens.hospital}"}
+        accepted = await client.post("/graphql", json={"query": PROBE}, headers=cashier)
+        clock.advance(minutes=1)
+        await app.state.refusals.flush()
 
     for name, response in [*responses.items(), ("missing", missing)]:
         assert response.status_code == 401, name
         assert response.json() == {
             "errors": [{"message": Unauthenticated.MESSAGE, "extensions": {"code": "UNAUTHENTICATED"}}]
         }, name
-    assert (await service.post(PROBE)).status_code == 200
-    refusals = [row for row in await audit_rows(service) if row["outcome"] == "unauthenticated"]
-    assert len(refusals) == len(responses) + 1
-    assert all(row["subject"] is None for row in refusals)  # nothing unverified is taken as an identity
-    assert sum(row["token_id"] is not None for row in refusals) >= 8  # the token id each one claimed
+    assert accepted.status_code == 200
+    refusals = [row for row in await audit_rows(database_url) if row["outcome"] == "unauthenticated"]
+    assert [row["detail"]["count"] for row in refusals] == [len(responses) + 1]  # one row for the minute
+    assert all(row["subject"] is None and row["token_id"] is None for row in refusals)  # nothing unverified is taken
+    assert len(refusals[0]["detail"]["claimedTokenIds"]) >= 8  # the token ids they claimed, for an investigator
 
 
 async def test_the_development_issuer_is_trusted_in_development_only(databases: Databases, tmp_path: Path) -> None:
@@ -204,7 +215,7 @@ async def test_every_write_and_every_denied_attempt_is_in_the_audit_log(service:
     other_hospital = (await cashier.graphql(SETTLE, {"claim": claim("AU-3", institution="H310001")}))["settle"]
     denied_field = await cashier.post(PERSON)
 
-    rows = await audit_rows(service)
+    rows = await audit_rows(service.database_url)
     by_action = [(row["action"], row["outcome"], row["role"], row["org"]) for row in rows]
     assert ("loadDocument", "allowed", "admin", "NHSA-OPS") in by_action  # the fixture's load
     write = next(row for row in rows if row["action"] == "settle" and row["outcome"] == "allowed")
