@@ -27,7 +27,8 @@ from api.db import models
 from api.db.migrate import current_revision, head_revision, upgrade
 from api.db.session import create_engine, create_sessionmaker
 from api.graphql.context import Context
-from api.graphql.schema import build_schema
+from api.graphql.cost import QueryLimits
+from api.graphql.schema import build_schema, query_limits
 from api.services import audit, audit_chain
 from api.services.access import SYSTEM
 from api.services.facts import VersionCache
@@ -47,8 +48,10 @@ class GraphQLEndpoint(GraphQL[Context, None]):
     GraphiQL (which loads its scripts from a CDN) is served in development mode only.
     """
 
-    def __init__(self, state: dict[str, Any], *, development: bool) -> None:
-        super().__init__(build_schema(), graphql_ide="graphiql" if development else None, allow_queries_via_get=False)
+    def __init__(self, state: dict[str, Any], *, development: bool, limits: QueryLimits) -> None:
+        super().__init__(
+            build_schema(limits), graphql_ide="graphiql" if development else None, allow_queries_via_get=False
+        )
         self.state = state
 
     async def get_context(self, request: Any, response: Any) -> Context:
@@ -156,7 +159,7 @@ class Export:
 def create_app(settings: Settings) -> Starlette:
     state: dict[str, Any] = {}
     dev = settings.development
-    graphql = GraphQLEndpoint(state, development=dev)
+    graphql = GraphQLEndpoint(state, development=dev, limits=query_limits(settings))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -105,9 +105,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from api.graphql.schema import build_schema
+    from api.graphql.schema import build_schema, query_limits
+    from api.settings import Settings
 
-    sys.stdout.write(build_schema().as_str() + "\n")
+    sys.stdout.write(build_schema(query_limits(Settings.from_environment())).as_str() + "\n")
     return 0
 
 

@@ -16,6 +16,14 @@ SETTLE_VALUES_PER_DATA_KEY  how many values one data key encrypts before a new o
 SETTLE_AUDIT_SEAL_SECONDS   how often the service seals new audit entries into the chain (1; 0: never)
 SETTLE_WORKERS              `settle serve` worker processes (1; PostgreSQL only beyond one)
 SETTLE_REUSE_WINDOW_DAYS    a code sold again within this many days of a reversal is flagged (7)
+SETTLE_QUERY_MAX_COST       a GraphQL query's cost budget, measured before it runs (10000; see
+                            api/graphql/cost.py: the full introspection query costs about 5000, a
+                            page of 100 settlements with their ids 2202)
+SETTLE_QUERY_MAX_DEPTH      fields on a query's longest path, introspection included (15: the
+                            standard introspection query, `ofType` nested 9 times, is 15 deep)
+SETTLE_QUERY_MAX_ALIASES    aliases in a query, fragments expanded (30)
+SETTLE_QUERY_MAX_PAGE_SIZE  the largest `first` a paginated collection accepts (100; at most 200,
+                            the settlements service's own bound)
 """
 
 from __future__ import annotations
@@ -64,6 +72,10 @@ class Settings:
     audit_seal_seconds: float = 1.0
     workers: int = 1
     reuse_window_days: float = 7.0
+    query_max_cost: int = 10_000
+    query_max_depth: int = 15
+    query_max_aliases: int = 30
+    query_max_page_size: int = 100
 
     @property
     def development(self) -> bool:
@@ -94,4 +106,8 @@ class Settings:
             audit_seal_seconds=float(environ.get("SETTLE_AUDIT_SEAL_SECONDS", "1")),
             workers=int(environ.get("SETTLE_WORKERS", "1")),
             reuse_window_days=float(environ.get("SETTLE_REUSE_WINDOW_DAYS", "7")),
+            query_max_cost=int(environ.get("SETTLE_QUERY_MAX_COST", "10000")),
+            query_max_depth=int(environ.get("SETTLE_QUERY_MAX_DEPTH", "15")),
+            query_max_aliases=int(environ.get("SETTLE_QUERY_MAX_ALIASES", "30")),
+            query_max_page_size=int(environ.get("SETTLE_QUERY_MAX_PAGE_SIZE", "100")),
         )

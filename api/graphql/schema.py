@@ -6,15 +6,7 @@ import logging
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaskErrors,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
-)
+from strawberry.extensions import MaskErrors, MaxTokensLimiter, ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
@@ -22,12 +14,15 @@ from strawberry.types import ExecutionContext
 from api.crypto.envelope import DecryptionError
 from api.graphql.admin.mutations import AdminMutations
 from api.graphql.admin.queries import CatalogueQueries
+from api.graphql.cost import QueryLimits
+from api.graphql.limits import QueryCostLimiter
 from api.graphql.people.queries import PeopleQueries
 from api.graphql.scalars import SCALARS
 from api.graphql.settlements.mutations import SettlementMutations
 from api.graphql.settlements.queries import SettlementQueries
 from api.graphql.supervision.mutations import SupervisionMutations
 from api.graphql.supervision.queries import SupervisionQueries
+from api.settings import Settings
 
 Query = merge_types("Query", (SettlementQueries, PeopleQueries, CatalogueQueries, SupervisionQueries))
 Mutation = merge_types("Mutation", (SettlementMutations, AdminMutations, SupervisionMutations))
@@ -58,23 +53,27 @@ def unexpected(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, GraphQLError | DecryptionError)
 
 
-def build_schema() -> strawberry.Schema:
-    # The limits' validation rules are made once: strawberry's limiters define a new rule class
-    # per instance, which would change the validation cache's key on every request and miss it.
-    limits = [
-        *QueryDepthLimiter(max_depth=12).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=30).validation_rules,
-    ]
+def query_limits(settings: Settings) -> QueryLimits:
+    return QueryLimits(
+        max_cost=settings.query_max_cost,
+        max_depth=settings.query_max_depth,
+        max_aliases=settings.query_max_aliases,
+        max_page_size=settings.query_max_page_size,
+    )
+
+
+def build_schema(limits: QueryLimits) -> strawberry.Schema:
     return Schema(
         query=Query,
         mutation=Mutation,
         config=StrawberryConfig(scalar_map=SCALARS),
         # factories: strawberry builds the extensions per request; the two caches are module-level
-        # LRUs keyed by their size, so they are shared across requests
+        # LRUs keyed by their size, so they are shared across requests. The limiter measures the
+        # parsed document and refuses it before validation (and its cache) sees it.
         extensions=[
             lambda: ParserCache(maxsize=CACHE_SIZE),
+            lambda: QueryCostLimiter(limits),
             lambda: ValidationCache(maxsize=CACHE_SIZE),
-            lambda: AddValidationRules(limits),
             lambda: MaxTokensLimiter(max_token_count=5_000),
             lambda: MaskErrors(should_mask_error=unexpected, error_message="internal error: the event is logged"),
         ],
