@@ -5,6 +5,7 @@ validation and before any resolver runs.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -18,7 +19,7 @@ from api.db import models
 from api.db.session import create_engine, create_sessionmaker
 from api.graphql.cost import DEFAULT_LIST_SIZE, PAGE_ITEM_COST, QueryCost, measure, refusal
 from api.graphql.schema import build_schema, query_limits
-from api.settings import Settings
+from api.settings import PROJECT_ROOT, Settings
 from tests.api.conftest import Service, running, settings_for
 
 LIMITS = query_limits(Settings())
@@ -131,6 +132,15 @@ def test_the_standard_introspection_query_is_within_every_default_limit(schema: 
 
     assert result.depth == 15  # __schema types fields args type, ofType nine times, name
     assert refusal(result, LIMITS) is None
+
+
+def test_the_graphql_of_the_readme_is_within_every_default_limit(schema: GraphQLSchema) -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```graphql\n(.*?)```", readme, flags=re.DOTALL)
+
+    assert blocks
+    for block in blocks:
+        assert refusal(measured(schema, block), LIMITS) is None, block
 
 
 def test_a_page_size_is_read_from_the_operations_variables_or_their_defaults(schema: GraphQLSchema) -> None:
