@@ -27,8 +27,6 @@ SETTLE_MAX_DOCUMENT_CHARS   a GraphQL document's length (20000)
 SETTLE_MAX_TOKENS           a GraphQL document's tokens (5000)
 SETTLE_MAX_OPERATIONS       operations defined in one document (20)
 SETTLE_MAX_STRING_CHARS     any one string of a request (10000; columns narrower still, per field)
-SETTLE_MAX_DEPTH            a query's depth, introspection included (12)
-SETTLE_MAX_ALIASES          aliases in one query (30)
 SETTLE_MAX_CLAIM_LINES      lines of one claim (200)
 SETTLE_MAX_CLAIM_DIAGNOSES  diagnoses of one claim (20)
 SETTLE_TRUSTED_DOCUMENTS    a manifest of the only documents that may run ({"sha256:<hex>": "query ..."});
@@ -46,6 +44,14 @@ SETTLE_RATE_SOURCE_BURST        requests one client address may make at once (20
 SETTLE_RATE_TRACKED_MAX         tokens and addresses tracked at once, and addresses whose refused
                                 tokens are counted per minute; beyond it the least recent are forgotten
                                 (and refusals are counted under the source `*`) (100000)
+SETTLE_QUERY_MAX_COST       a GraphQL query's cost budget, measured before it runs (10000; see
+                            api/graphql/cost.py: the full introspection query costs about 5000, a
+                            page of 100 settlements with their ids 2202)
+SETTLE_QUERY_MAX_DEPTH      fields on a query's longest path, introspection included (15: the
+                            standard introspection query, `ofType` nested 9 times, is 15 deep)
+SETTLE_QUERY_MAX_ALIASES    aliases in a query, fragments expanded (30)
+SETTLE_QUERY_MAX_PAGE_SIZE  the largest `first` a paginated collection accepts (100; at most 200,
+                            the settlements service's own bound)
 """
 
 from __future__ import annotations
@@ -110,8 +116,6 @@ class Settings:
     max_tokens: int = 5_000
     max_operations: int = 20
     max_string_chars: int = 10_000
-    max_depth: int = 12
-    max_aliases: int = 30
     max_claim_lines: int = 200
     max_claim_diagnoses: int = 20
     trusted_documents: Path | None = None
@@ -123,6 +127,10 @@ class Settings:
     rate_source_per_second: float = 100.0
     rate_source_burst: int = 200
     rate_tracked_max: int = 100_000
+    query_max_cost: int = 10_000
+    query_max_depth: int = 15
+    query_max_aliases: int = 30
+    query_max_page_size: int = 100
 
     @property
     def development(self) -> bool:
@@ -130,6 +138,7 @@ class Settings:
 
     @property
     def limits(self) -> Limits:
+        from api.graphql.cost import QueryLimits
         from api.graphql.execution import Limits
 
         return Limits(
@@ -137,8 +146,12 @@ class Settings:
             tokens=self.max_tokens,
             operations=self.max_operations,
             string_chars=self.max_string_chars,
-            max_depth=self.max_depth,
-            max_aliases=self.max_aliases,
+            query=QueryLimits(
+                max_cost=self.query_max_cost,
+                max_depth=self.query_max_depth,
+                max_aliases=self.query_max_aliases,
+                max_page_size=self.query_max_page_size,
+            ),
             production=not self.development,
         )
 
@@ -174,8 +187,6 @@ class Settings:
             max_tokens=int(environ.get("SETTLE_MAX_TOKENS", "5000")),
             max_operations=int(environ.get("SETTLE_MAX_OPERATIONS", "20")),
             max_string_chars=int(environ.get("SETTLE_MAX_STRING_CHARS", "10000")),
-            max_depth=int(environ.get("SETTLE_MAX_DEPTH", "12")),
-            max_aliases=int(environ.get("SETTLE_MAX_ALIASES", "30")),
             max_claim_lines=int(environ.get("SETTLE_MAX_CLAIM_LINES", "200")),
             max_claim_diagnoses=int(environ.get("SETTLE_MAX_CLAIM_DIAGNOSES", "20")),
             trusted_documents=(
@@ -189,4 +200,8 @@ class Settings:
             rate_source_per_second=float(environ.get("SETTLE_RATE_SOURCE_PER_SECOND", "100")),
             rate_source_burst=int(environ.get("SETTLE_RATE_SOURCE_BURST", "200")),
             rate_tracked_max=int(environ.get("SETTLE_RATE_TRACKED_MAX", "100000")),
+            query_max_cost=int(environ.get("SETTLE_QUERY_MAX_COST", "10000")),
+            query_max_depth=int(environ.get("SETTLE_QUERY_MAX_DEPTH", "15")),
+            query_max_aliases=int(environ.get("SETTLE_QUERY_MAX_ALIASES", "30")),
+            query_max_page_size=int(environ.get("SETTLE_QUERY_MAX_PAGE_SIZE", "100")),
         )

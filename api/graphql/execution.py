@@ -5,7 +5,8 @@ The steps, each refusing before the next costs anything:
     parse        cached by document text; bounded in characters and tokens
     operation    the one operation to run (by `operationName`); mutations only where allowed
     strings      no NUL, no lone surrogate, no other control character in any string given
-    cost         depth, aliases and cost of the operation, computed once (api/graphql/cost.py)
+    cost         page sizes, depth, aliases and cost of the operation, computed once, fragments
+                 measured once each (api/graphql/cost.py): a refused document is never validated
     validate     graphql-core's rules (+ strawberry's), cached by document text; no suggestions and
                  no introspection in production
     execute      graphql-core with strawberry's resolvers; field errors are coded, the unexpected
@@ -44,6 +45,7 @@ from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRul
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
+from api.graphql import cost
 from api.graphql.failures import describe
 from api.graphql.outcomes import operation as named_operation
 
@@ -80,8 +82,7 @@ class Limits:
     tokens: int = 5_000
     operations: int = 20
     string_chars: int = 10_000
-    max_depth: int = 12
-    max_aliases: int = 30
+    query: cost.QueryLimits = field(default_factory=cost.QueryLimits)
     production: bool = False
 
 
@@ -244,9 +245,14 @@ class Executor:
             problem = _variable_problem(variables, self.limits.string_chars) if variables else None
             if problem:
                 raise Refused(EdgeCode.INVALID_STRING, f"variables: {problem}")
-            errors = self._validate(query, document)
         except Refused as refusal:
             return Outcome.refused(refusal, name)
+        too_much = cost.refusal(
+            cost.measure(document, self.schema._schema, variables, operation_name), self.limits.query
+        )
+        if too_much is not None:
+            return Outcome([too_much.formatted], executed=False, operation=name)
+        errors = self._validate(query, document)
         if errors:
             return Outcome(
                 [self._coded(e, EdgeCode.GRAPHQL_VALIDATION_FAILED) for e in errors], executed=False, operation=name

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from api.errors import ServiceError
 from api.graphql.context import Info
+from api.graphql.cost import PAGE_SIZE_DESCRIPTION
 from api.graphql.errors import parse_id, query_error
 from api.graphql.permissions import ClaimReaders
 from api.graphql.settlements.types import (
@@ -42,7 +45,11 @@ class SettlementQueries:
         description="Settlements, newest first, with Relay-style cursor pagination.", permission_classes=[ClaimReaders]
     )
     async def settlements(
-        self, info: Info, first: int = 20, after: str | None = None, filter: SettlementFilter | None = None
+        self,
+        info: Info,
+        first: Annotated[int, strawberry.argument(description=PAGE_SIZE_DESCRIPTION)],
+        after: str | None = None,
+        filter: SettlementFilter | None = None,
     ) -> SettlementConnection | None:
         where = filter or SettlementFilter()
         try:

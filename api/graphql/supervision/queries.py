@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Annotated
 
 import strawberry
 
 from api.errors import ServiceError
 from api.graphql.context import Info
+from api.graphql.cost import PAGE_SIZE_DESCRIPTION
 from api.graphql.errors import query_error
 from api.graphql.permissions import AnomalyReaders, AuditVerifiers, SupervisorsOnly
 from api.graphql.supervision.types import (
@@ -41,7 +43,11 @@ class SupervisionQueries:
         description="Anomalies, newest first, with cursor pagination.", permission_classes=[AnomalyReaders]
     )
     async def anomalies(
-        self, info: Info, first: int = 50, after: str | None = None, filter: AnomalyFilter | None = None
+        self,
+        info: Info,
+        first: Annotated[int, strawberry.argument(description=PAGE_SIZE_DESCRIPTION)],
+        after: str | None = None,
+        filter: AnomalyFilter | None = None,
     ) -> AnomalyConnection | None:
         try:
             rows, more = await supervision.anomalies(
