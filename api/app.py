@@ -153,7 +153,8 @@ class Export:
         await response(scope, receive, send)
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> Starlette:
+    """The application; `clock` (UTC) is the one every use case reads, replaceable in tests."""
     state: dict[str, Any] = {}
     dev = settings.development
     graphql = GraphQLEndpoint(state, development=dev)
@@ -168,9 +169,10 @@ def create_app(settings: Settings) -> Starlette:
                 sessions,
                 VersionCache.bounded(),
                 cipher,
-                utc_now,
+                clock,
                 settings.key_wait_ms,
                 timedelta(days=settings.reuse_window_days),
+                service_date_tolerance_days=settings.service_date_tolerance_days,
             )
             if settings.development and settings.demo_data:
                 await load_demo_if_empty(runtime)

@@ -16,6 +16,8 @@ SETTLE_VALUES_PER_DATA_KEY  how many values one data key encrypts before a new o
 SETTLE_AUDIT_SEAL_SECONDS   how often the service seals new audit entries into the chain (1; 0: never)
 SETTLE_WORKERS              `settle serve` worker processes (1; PostgreSQL only beyond one)
 SETTLE_REUSE_WINDOW_DAYS    a code sold again within this many days of a reversal is flagged (7)
+SETTLE_SERVICE_DATE_TOLERANCE_DAYS  how many days after today (Asia/Shanghai) a claim's service
+                            date may be before it is refused as SERVICE_DATE_IN_FUTURE (1)
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Settings:
     audit_seal_seconds: float = 1.0
     workers: int = 1
     reuse_window_days: float = 7.0
+    service_date_tolerance_days: int = 1
 
     @property
     def development(self) -> bool:
@@ -94,4 +97,13 @@ class Settings:
             audit_seal_seconds=float(environ.get("SETTLE_AUDIT_SEAL_SECONDS", "1")),
             workers=int(environ.get("SETTLE_WORKERS", "1")),
             reuse_window_days=float(environ.get("SETTLE_REUSE_WINDOW_DAYS", "7")),
+            service_date_tolerance_days=_days(environ, "SETTLE_SERVICE_DATE_TOLERANCE_DAYS", "1"),
         )
+
+
+def _days(environ: Mapping[str, str], name: str, default: str) -> int:
+    """A whole, non-negative number of days: anything else stops the service at start-up."""
+    days = int(environ.get(name, default))
+    if days < 0:
+        raise ValueError(f"{name} must be a whole number of days, 0 or more, not {days}")
+    return days
