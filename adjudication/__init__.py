@@ -12,6 +12,7 @@ from adjudication.claims import (
     InsuranceType,
     Patient,
     Visit,
+    check_service_date,
 )
 from adjudication.engine import adjudicate
 from adjudication.errors import AdjudicationError, ErrorCode, InputError, InvariantError
@@ -73,4 +74,5 @@ __all__ = [
     "Variant",
     "Visit",
     "adjudicate",
+    "check_service_date",
 ]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from enum import StrEnum
 from types import MappingProxyType
 
+from adjudication.errors import ErrorCode, InputError
 from adjudication.money import Fen
 
 
@@ -106,3 +107,23 @@ class Claim:
     diagnoses: tuple[str, ...]
     lines: tuple[ClaimLine, ...]
     drg_group: str | None = None
+
+
+def check_service_date(service_date: date, *, today: date, tolerance_days: int) -> None:
+    """Refuse a claim for care not yet given: a service date after `today` (the caller's day in
+    Asia/Shanghai; the engine reads no clock) by more than `tolerance_days`. Settling it would
+    move money now and count against a plan year that has not begun; the tolerance absorbs a
+    window's clock running slightly ahead.
+    """
+    if tolerance_days < 0:
+        raise ValueError(f"tolerance_days must not be negative, not {tolerance_days}")
+    latest = date.max if (date.max - today).days <= tolerance_days else today + timedelta(days=tolerance_days)
+    if service_date > latest:
+        days = "1 day" if tolerance_days == 1 else f"{tolerance_days} days"
+        grace = f"; up to {days} ahead is accepted" if tolerance_days else ""
+        raise InputError(
+            "serviceDate",
+            f"the service date {service_date.isoformat()} is in the future (today is {today.isoformat()}{grace}): "
+            "check the date; a claim is settled on or after the day of care",
+            ErrorCode.SERVICE_DATE_IN_FUTURE,
+        )

@@ -28,6 +28,10 @@ class ErrorCode(StrEnum):
     INVALID_QUANTITY = "INVALID_QUANTITY"
     DUPLICATE = "DUPLICATE"
     VISIT_MISMATCH = "VISIT_MISMATCH"
+    SERVICE_DATE_IN_FUTURE = "SERVICE_DATE_IN_FUTURE"
+    """The claim's service date is after today (Asia/Shanghai), beyond the service's tolerance."""
+    SERVICE_DATE_BEFORE_RULES = "SERVICE_DATE_BEFORE_RULES"
+    """The claim's service date is before the first formulary or plan version of its region."""
     # facts the request names that are not on record, or do not apply
     NOT_FOUND = "NOT_FOUND"
     UNKNOWN_DRUG = "UNKNOWN_DRUG"

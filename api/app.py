@@ -183,9 +183,10 @@ class Export:
         await response(scope, receive, send)
 
 
-def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Starlette:
-    """The service. `clock` is the runtime's (tests inject one to close a minute or refill a rate
-    limit without waiting); the refused tokens' tally is on `app.state.refusals` once started.
+def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> Starlette:
+    """The service. `clock` (UTC) is the one every use case reads; tests inject one to close a
+    minute, refill a rate limit or fix today's date without waiting. The refused tokens' tally is
+    on `app.state.refusals` once started.
     """
     configure_structlog()
     state: dict[str, Any] = {}
@@ -212,6 +213,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> S
                 clock,
                 settings.key_wait_ms,
                 timedelta(days=settings.reuse_window_days),
+                service_date_tolerance_days=settings.service_date_tolerance_days,
             )
             if settings.development and settings.demo_data:
                 await load_demo_if_empty(engine, runtime)

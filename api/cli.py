@@ -183,6 +183,7 @@ def _runtime(settings: Settings, engine: AsyncEngine) -> Runtime:
         lambda: datetime.now(UTC),
         settings.key_wait_ms,
         timedelta(days=settings.reuse_window_days),
+        service_date_tolerance_days=settings.service_date_tolerance_days,
     )
 
 

@@ -4,22 +4,33 @@
     GET /exports/trace-code.csv?code=CODE
     GET /exports/risk.csv?institution=CODE&start=YYYY-MM-DD&end=YYYY-MM-DD
 
-Rows stream out a page at a time: a large export never sits in memory. What a caller sees is
-what the same GraphQL query would show it.
+Anomalies and a code's events stream out as they are read, `supervision.PAGE` rows at a time: a
+large export never sits in memory. A risk summary is a handful of rows (one per anomaly kind),
+counted by the database and written at once. What a caller sees is what the same GraphQL query
+would show it; dates are days in Asia/Shanghai.
+
+Every file is UTF-8 and begins with a byte-order mark, so that spreadsheet software reads its
+Chinese as Chinese, and no cell of it is read as a formula (`cell`). A parameter that is unknown,
+repeated, missing or malformed is refused before anything is read: HTTP 400 with the body
+`{"errors": [{"message", "extensions": {"code", "field"}}]}` and a stable code (`ErrorCode`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator, Iterable
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import date
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from adjudication import ErrorCode
+from adjudication.tracecodes import AnomalyKind
 from api.auth import INSTITUTION_ROLES, Principal, Role
+from api.errors import ServiceError
 from api.graphql.context import Context
 from api.services import audit, supervision
 
@@ -50,26 +61,127 @@ EVENT_COLUMNS = [
     "patient_index",
     "occurred_at",
 ]
+RISK_COLUMNS = ["institution", "settlements", "kind", "anomalies"]
+
+BOM = "\ufeff"
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
+"""What a spreadsheet reads as the start of a formula (OWASP's CSV Injection page; its list now
+includes the line feed beside the carriage return)."""
 
 
-def _line(values: Iterable[Any]) -> str:
+def cell(value: object) -> str | int:
+    """One value as a cell a spreadsheet reads as data, never as a formula.
+
+    OWASP's rule: a cell must not begin with =, +, -, @, tab, CR or LF; one that does is given a
+    leading single quote, which spreadsheets take as "this is text" (the data itself is kept
+    whole after it). Every text cell is also quoted, inner quotes doubled (`csv.QUOTE_NONNUMERIC`),
+    so a separator or a quote inside a value cannot open a new cell that starts with one of
+    those characters: the rule then holds for every cell a spreadsheet sees.
+
+    Integers are exempt: they are typed `int` on our side (counts, units, line indexes), so a
+    leading minus can only be a negative number's sign, never a formula, and prefixing it would
+    turn the number into text. Anything else, including a number that arrives as text, is text.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
+
+
+async def _csv(header: Sequence[str], rows: AsyncIterator[Mapping[str, Any]]) -> AsyncIterator[str]:
+    """The file: the byte-order mark once, the header, then the rows, handed on a page at a time."""
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(["" if value is None else value for value in values])
-    return buffer.getvalue()
-
-
-async def _rows(header: list[str], rows: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:
-    yield _line(header)
+    writer = csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n")
+    buffer.write(BOM)
+    writer.writerow(header)
+    written = 0
     async for row in rows:
-        yield _line(row[column] for column in header)
+        writer.writerow([cell(row[column]) for column in header])
+        written += 1
+        if written % supervision.PAGE == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
 
 
-def _date(request: Request, name: str) -> date | None:
-    value = request.query_params.get(name)
-    return None if value is None else date.fromisoformat(value)
+def _response(header: Sequence[str], rows: AsyncIterator[Mapping[str, Any]], name: str) -> StreamingResponse:
+    return StreamingResponse(
+        _csv(header, rows),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="{name}"'},
+    )
 
 
-async def _refuse(context: Context, principal: Principal, what: str) -> Response:
+# --- parameters --------------------------------------------------------------------------------
+
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _parameters(request: Request, allowed: Sequence[str], required: Sequence[str] = ()) -> dict[str, str]:
+    """The query's parameters, each known and given at most once; an empty value is no value."""
+    given: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name not in allowed:
+            raise ServiceError(
+                ErrorCode.UNKNOWN_FIELD, f"unknown parameter; this export takes {', '.join(allowed)}", name
+            )
+        if name in given:
+            raise ServiceError(ErrorCode.DUPLICATE, "given more than once", name)
+        given[name] = value.strip()
+    for name in required:
+        if not given.get(name):
+            raise ServiceError(ErrorCode.MISSING_FIELD, "required", name)
+    return {name: value for name, value in given.items() if value}
+
+
+def _date(parameters: Mapping[str, str], name: str) -> date | None:
+    value = parameters.get(name)
+    if value is None:
+        return None
+    try:
+        if not ISO_DATE.fullmatch(value):
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ServiceError(ErrorCode.INVALID_FIELD, f"{value!r} is not a date (YYYY-MM-DD)", name) from None
+
+
+def _period(parameters: Mapping[str, str], start: str, end: str) -> tuple[date | None, date | None]:
+    first, last = _date(parameters, start), _date(parameters, end)
+    if first is not None and last is not None and first > last:
+        raise ServiceError(ErrorCode.INVALID_FIELD, f"{start} {first} is after {end} {last}", start)
+    return first, last
+
+
+def _one_of(parameters: Mapping[str, str], name: str, values: Sequence[str]) -> str | None:
+    """A value from a fixed list, in any letter case (GraphQL writes statuses in capitals)."""
+    value = parameters.get(name)
+    if value is None:
+        return None
+    for known in values:
+        if value.casefold() == known.casefold():
+            return known
+    raise ServiceError(ErrorCode.INVALID_FIELD, f"{value!r} is not one of {', '.join(values)}", name)
+
+
+def _refused(error: ServiceError, status_code: int = 400) -> JSONResponse:
+    return JSONResponse(
+        {
+            "errors": [
+                {
+                    "message": f"{error.field}: {error.message}" if error.field else error.message,
+                    "extensions": {"code": error.code.value, "field": error.field},
+                }
+            ]
+        },
+        status_code=status_code,
+    )
+
+
+async def _forbidden(context: Context, principal: Principal, what: str) -> Response:
     await audit.append_alone(
         context.runtime.sessions,
         audit.AuditRecord(
@@ -79,63 +191,66 @@ async def _refuse(context: Context, principal: Principal, what: str) -> Response
     return JSONResponse({"errors": [{"message": "FORBIDDEN", "extensions": {"code": "FORBIDDEN"}}]}, status_code=403)
 
 
-def _csv(rows: AsyncIterator[str], name: str) -> StreamingResponse:
-    return StreamingResponse(
-        rows, media_type="text/csv; charset=utf-8", headers={"content-disposition": f'attachment; filename="{name}"'}
-    )
+# --- the exports -------------------------------------------------------------------------------
+
+ANOMALY_PARAMETERS = ("region", "institution", "drug", "kind", "status", "from", "to")
 
 
 async def anomalies(request: Request, context: Context, principal: Principal) -> Response:
     if principal.role not in INSTITUTION_ROLES and principal.role is not Role.SUPERVISOR:
-        return await _refuse(context, principal, "anomalies")
+        return await _forbidden(context, principal, "anomalies")
     try:
+        parameters = _parameters(request, ANOMALY_PARAMETERS)
+        detected_from, detected_to = _period(parameters, "from", "to")
         where = supervision.AnomalyFilter(
-            region=request.query_params.get("region"),
-            institution=request.query_params.get("institution"),
-            drug=request.query_params.get("drug"),
-            kind=request.query_params.get("kind"),
-            status=request.query_params.get("status"),
-            detected_from=_date(request, "from"),
-            detected_to=_date(request, "to"),
+            region=parameters.get("region"),
+            institution=parameters.get("institution"),
+            drug=parameters.get("drug"),
+            kind=_one_of(parameters, "kind", [kind.value for kind in AnomalyKind]),
+            status=_one_of(parameters, "status", supervision.ANOMALY_STATUSES),
+            detected_from=detected_from,
+            detected_to=detected_to,
         )
-    except ValueError:
-        return JSONResponse({"errors": [{"message": "dates are YYYY-MM-DD"}]}, status_code=400)
-    return _csv(
-        _rows(ANOMALY_COLUMNS, supervision.stream_anomalies(context.runtime, principal, where)), "anomalies.csv"
-    )
+    except ServiceError as error:
+        return _refused(error)
+    rows = supervision.stream_anomalies(context.runtime, principal, where)
+    return _response(ANOMALY_COLUMNS, rows, "anomalies.csv")
 
 
 async def trace_code(request: Request, context: Context, principal: Principal) -> Response:
     if principal.role not in INSTITUTION_ROLES and principal.role is not Role.SUPERVISOR:
-        return await _refuse(context, principal, "trace code")
-    events = await supervision.code_history(context.runtime, principal, request.query_params.get("code", ""))
-
-    async def rows() -> AsyncIterator[dict[str, Any]]:
-        for event in events:
-            yield event
-
-    return _csv(_rows(EVENT_COLUMNS, rows()), "trace-code.csv")
+        return await _forbidden(context, principal, "trace code")
+    try:
+        code = _parameters(request, ("code",), required=("code",))["code"]
+    except ServiceError as error:
+        return _refused(error)
+    rows = supervision.stream_code_history(context.runtime, principal, code)
+    return _response(EVENT_COLUMNS, rows, "trace-code.csv")
 
 
 async def risk(request: Request, context: Context, principal: Principal) -> Response:
+    """Not streamed: one row per anomaly kind of one institution, counted by the database. An
+    institution the caller may not see reads as not found (404), like one that does not exist.
+    """
     if principal.role is not Role.SUPERVISOR:
-        return await _refuse(context, principal, "risk")
+        return await _forbidden(context, principal, "risk")
     try:
-        start, end = _date(request, "start"), _date(request, "end")
-    except ValueError:
-        return JSONResponse({"errors": [{"message": "dates are YYYY-MM-DD"}]}, status_code=400)
-    summary = await supervision.risk_summary(
-        context.runtime, principal, request.query_params.get("institution", ""), start or date.min, end or date.max
-    )
+        parameters = _parameters(request, ("institution", "start", "end"), required=("institution",))
+        start, end = _period(parameters, "start", "end")
+    except ServiceError as error:
+        return _refused(error)
+    institution = parameters["institution"]
+    summary = await supervision.risk_summary(context.runtime, principal, institution, start, end)
+    if summary is None:
+        return _refused(ServiceError(ErrorCode.NOT_FOUND, f"no institution {institution}", "institution"), 404)
 
     async def rows() -> AsyncIterator[dict[str, Any]]:
-        if summary is not None:
-            for kind, count in sorted(summary.by_kind.items()):
-                yield {
-                    "institution": summary.institution,
-                    "settlements": summary.settlements,
-                    "kind": kind,
-                    "anomalies": count,
-                }
+        for kind, count in sorted(summary.by_kind.items()):
+            yield {
+                "institution": summary.institution,
+                "settlements": summary.settlements,
+                "kind": kind,
+                "anomalies": count,
+            }
 
-    return _csv(_rows(["institution", "settlements", "kind", "anomalies"], rows()), "risk.csv")
+    return _response(RISK_COLUMNS, rows(), "risk.csv")

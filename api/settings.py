@@ -52,6 +52,8 @@ SETTLE_QUERY_MAX_DEPTH      fields on a query's longest path, introspection incl
 SETTLE_QUERY_MAX_ALIASES    aliases in a query, fragments expanded (30)
 SETTLE_QUERY_MAX_PAGE_SIZE  the largest `first` a paginated collection accepts (100; at most 200,
                             the settlements service's own bound)
+SETTLE_SERVICE_DATE_TOLERANCE_DAYS  how many days after today (Asia/Shanghai) a claim's service
+                            date may be before it is refused as SERVICE_DATE_IN_FUTURE (1)
 """
 
 from __future__ import annotations
@@ -131,6 +133,7 @@ class Settings:
     query_max_depth: int = 15
     query_max_aliases: int = 30
     query_max_page_size: int = 100
+    service_date_tolerance_days: int = 1
 
     @property
     def development(self) -> bool:
@@ -204,4 +207,13 @@ class Settings:
             query_max_depth=int(environ.get("SETTLE_QUERY_MAX_DEPTH", "15")),
             query_max_aliases=int(environ.get("SETTLE_QUERY_MAX_ALIASES", "30")),
             query_max_page_size=int(environ.get("SETTLE_QUERY_MAX_PAGE_SIZE", "100")),
+            service_date_tolerance_days=_days(environ, "SETTLE_SERVICE_DATE_TOLERANCE_DAYS", "1"),
         )
+
+
+def _days(environ: Mapping[str, str], name: str, default: str) -> int:
+    """A whole, non-negative number of days: anything else stops the service at start-up."""
+    days = int(environ.get(name, default))
+    if days < 0:
+        raise ValueError(f"{name} must be a whole number of days, 0 or more, not {days}")
+    return days

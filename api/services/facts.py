@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Generic, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import FromClause, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adjudication import (
@@ -110,6 +110,8 @@ async def load_facts(session: AsyncSession, request: ClaimRequest, cache: Versio
         session, institution.region, request.service_date, cache, cipher, disclosures
     )
     plans = await plans_in_force(session, patient.region, request.service_date, cache)
+    if not plans:
+        await _refuse_before_rules(session, models.PlanVersion.__table__, patient.region, request.service_date, "plan")
     if request.visit is Visit.PHARMACY and institution.kind is not InstitutionKind.PHARMACY:
         raise ServiceError(ErrorCode.VISIT_MISMATCH, "only a pharmacy submits pharmacy claims", "claim.visit")
     return Facts(institution, person_id, patient_index, patient, version_id, formulary, plans, tuple(disclosures))
@@ -175,6 +177,7 @@ async def formulary_in_force(
         )
     ).first()
     if row is None:
+        await _refuse_before_rules(session, versions, region, on, "formulary")
         raise ServiceError(
             ErrorCode.NO_FORMULARY, f"no formulary of region {region} is in force on {on}", "claim.serviceDate"
         )
@@ -232,6 +235,26 @@ async def formulary_in_force(
         )
     cache.formularies.put(row.id, formulary)
     return row.id, formulary
+
+
+async def _refuse_before_rules(session: AsyncSession, versions: FromClause, region: str, on: date, what: str) -> None:
+    """Called when no version of `versions` is in force on `on`: if the region has versions at
+    all, they all begin after `on`, and the claim predates every rule it could be adjudicated on
+    (SERVICE_DATE_BEFORE_RULES). The floor is the region's own (the formulary's of the
+    institution's region, the plans' of the patient's region), because those are the only rules
+    a claim is split by: another region's older data would not make it adjudicable. A region
+    with no versions at all is not a question of date (NO_FORMULARY, NOT_ELIGIBLE).
+    """
+    earliest = (
+        await session.execute(select(func.min(versions.c.effective_from)).where(versions.c.region == region))
+    ).scalar_one()
+    if earliest is not None:
+        raise ServiceError(
+            ErrorCode.SERVICE_DATE_BEFORE_RULES,
+            f"the service date {on.isoformat()} is before the first {what} of region {region}, in force from "
+            f"{earliest.isoformat()}: check the date; no rule held here applies to a claim that old",
+            "claim.serviceDate",
+        )
 
 
 async def plans_in_force(session: AsyncSession, region: str, on: date, cache: VersionCache) -> tuple[PlanInForce, ...]:

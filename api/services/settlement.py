@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from adjudication import Accumulator, Adjudication, ErrorCode, InputError, ReasonCode, adjudicate
+from adjudication import Accumulator, Adjudication, ErrorCode, InputError, ReasonCode, adjudicate, check_service_date
 from api.auth import INSTITUTION_ROLES, Principal
 from api.crypto.envelope import FieldCipher, Place
 from api.crypto.tenants import insurer_tenant
@@ -35,7 +35,7 @@ from api.services import access, audit, ledger, tracing
 from api.services.facts import Facts, load_facts
 from api.services.records import Row, SettlementRows, SettlementView, read_settlements, rows_for, view
 from api.services.requests import ClaimRequest, fits, text
-from api.services.runtime import Runtime
+from api.services.runtime import Runtime, local_date
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +87,7 @@ async def pre_settle(runtime: Runtime, principal: Principal, request: ClaimReque
     """The full split as it would settle now, pool draws included; nothing is written."""
     now = runtime.clock()
     await authorize_claims(runtime.sessions, principal, "preSettle", request.institution, now, "claim.institution")
+    _check_service_date(runtime, request, now)
     async with runtime.sessions() as session:  # never committed: closing the session rolls back
         decision = await _decide(session, runtime, request, now, lock=False)
         await _fund(session, request.institution, decision, lock=False)
@@ -101,6 +102,7 @@ async def settle(runtime: Runtime, principal: Principal, request: ClaimRequest) 
     """
     now = runtime.clock()
     await authorize_claims(runtime.sessions, principal, "settle", request.institution, now, "claim.institution")
+    _check_service_date(runtime, request, now)
     try:
         return await _settle(runtime, principal, request, now)
     except tracing.TraceRefusal as refusal:  # the refusal of a second sale is an anomaly: kept on its own
@@ -108,6 +110,18 @@ async def settle(runtime: Runtime, principal: Principal, request: ClaimRequest) 
             await tracing.record_anomalies(session, refusal.anomalies)
             await session.commit()
         raise
+
+
+def _check_service_date(runtime: Runtime, request: ClaimRequest, now: datetime) -> None:
+    """A claim dated after today (Asia/Shanghai, with the runtime's tolerance) is refused before
+    anything is read or locked. (One dated before every rule is refused by `load_facts`.)
+    """
+    try:
+        check_service_date(
+            request.service_date, today=local_date(now), tolerance_days=runtime.service_date_tolerance_days
+        )
+    except InputError as error:
+        raise ServiceError.from_input(error, "claim") from None
 
 
 async def _settle(runtime: Runtime, principal: Principal, request: ClaimRequest, now: datetime) -> SettlementView:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select, update
@@ -22,10 +22,12 @@ from api.errors import ServiceError
 from api.ids import uuid7
 from api.services import access, audit, cursors, tracing
 from api.services.requests import fits
-from api.services.runtime import Runtime
+from api.services.runtime import SERVICE_ZONE, Runtime
 
 Row = dict[str, Any]
 PAGE = 500
+"""Rows per page: of a query's answer, and of an export read from the database at a time."""
+ANOMALY_STATUSES = ("open", "explained", "confirmed")
 
 
 async def scan(runtime: Runtime) -> int:
@@ -147,7 +149,20 @@ class AnomalyFilter:
     detected_to: date | None = None
 
 
+def _day_start(day: date) -> datetime | None:
+    """The moment `day` begins in Asia/Shanghai (the zone every date of the service is in), or
+    None for a day whose start is before the first moment a date bound can name (0001-01-01).
+    """
+    try:
+        return datetime.combine(day, time.min, tzinfo=SERVICE_ZONE).astimezone(UTC)
+    except OverflowError:
+        return None
+
+
 def _anomaly_where(principal: Principal, where: AnomalyFilter) -> list[ColumnElement[bool]]:
+    """The caller's anomalies that match the filter; its dates are whole days in Asia/Shanghai
+    (a bound at the calendar's edge bounds nothing).
+    """
     table = models.Anomaly.__table__
     clauses = [access.anomalies(principal)]
     for column, value in (
@@ -159,10 +174,13 @@ def _anomaly_where(principal: Principal, where: AnomalyFilter) -> list[ColumnEle
     ):
         if value is not None:
             clauses.append(column == value)
-    if where.detected_from is not None:
-        clauses.append(table.c.detected_at >= datetime.combine(where.detected_from, datetime.min.time()).astimezone())
-    if where.detected_to is not None:
-        clauses.append(table.c.detected_at < datetime.combine(where.detected_to, datetime.max.time()).astimezone())
+    start = None if where.detected_from is None else _day_start(where.detected_from)
+    last_day = where.detected_to
+    end = None if last_day is None or last_day == date.max else _day_start(last_day + timedelta(days=1))
+    if start is not None:
+        clauses.append(table.c.detected_at >= start)
+    if end is not None:
+        clauses.append(table.c.detected_at < end)
     return clauses
 
 
@@ -197,16 +215,34 @@ async def stream_anomalies(runtime: Runtime, principal: Principal, where: Anomal
         after = cursor_of(page[-1]["id"])
 
 
+async def stream_code_history(runtime: Runtime, principal: Principal, code: str) -> AsyncIterator[Row]:
+    """Every event of one traceability code that the caller may see, in time order, read a page
+    at a time by keyset on (occurred_at, id): an export never holds them all in memory.
+    """
+    events = models.TraceEvent.__table__
+    statement = (
+        select(events)
+        .where(events.c.code == code, access.trace_events(principal))
+        .order_by(events.c.occurred_at, events.c.id)
+        .limit(PAGE)
+    )
+    page_statement = statement
+    while True:
+        async with runtime.sessions() as session:
+            page = [dict(row) for row in (await session.execute(page_statement)).mappings()]
+        for row in page:
+            yield row
+        if len(page) < PAGE:
+            return
+        at, last = page[-1]["occurred_at"], page[-1]["id"]
+        page_statement = statement.where(
+            (events.c.occurred_at > at) | ((events.c.occurred_at == at) & (events.c.id > last))
+        )
+
+
 async def code_history(runtime: Runtime, principal: Principal, code: str) -> list[Row]:
     """Every event of one traceability code that the caller may see, in time order."""
-    events = models.TraceEvent.__table__
-    async with runtime.sessions() as session:
-        rows = await session.execute(
-            select(events)
-            .where(events.c.code == code, access.trace_events(principal))
-            .order_by(events.c.occurred_at, events.c.id)
-        )
-        return [dict(row) for row in rows.mappings()]
+    return [row async for row in stream_code_history(runtime, principal, code)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,11 +260,21 @@ class RiskSummary:
 
 
 async def risk_summary(
-    runtime: Runtime, principal: Principal, institution: str, start: date, end: date
+    runtime: Runtime, principal: Principal, institution: str, start: date | None, end: date | None
 ) -> RiskSummary | None:
+    """Settlements (by service date) and anomalies (by the day detected) of a visible institution
+    between two dates, each bound optional; None when the caller may not see the institution.
+    The anomalies are counted by the database: a summary is a handful of rows, however many
+    anomalies it counts.
+    """
     institutions = models.Institution.__table__
     settlements = models.Settlement.__table__
     table = models.Anomaly.__table__
+    settled = [settlements.c.institution_code == institution]
+    if start is not None:
+        settled.append(settlements.c.service_date >= start)
+    if end is not None:
+        settled.append(settlements.c.service_date <= end)
     async with runtime.sessions() as session:
         visible = (
             await session.execute(
@@ -237,25 +283,23 @@ async def risk_summary(
         ).first()
         if visible is None:
             return None
-        count = (
-            await session.execute(
-                select(func.count())
-                .select_from(settlements)
-                .where(
-                    settlements.c.institution_code == institution,
-                    settlements.c.service_date >= start,
-                    settlements.c.service_date <= end,
-                )
-            )
-        ).scalar_one()
+        count = (await session.execute(select(func.count()).select_from(settlements).where(*settled))).scalar_one()
         where = _anomaly_where(principal, AnomalyFilter(institution=institution, detected_from=start, detected_to=end))
-        rows = (await session.execute(select(table.c.kind, table.c.severity, table.c.status).where(*where))).all()
+        groups = (
+            await session.execute(
+                select(table.c.kind, table.c.severity, table.c.status, func.count())
+                .where(*where)
+                .group_by(table.c.kind, table.c.severity, table.c.status)
+            )
+        ).all()
     by_kind: dict[str, int] = {}
     by_severity: dict[str, int] = {}
-    for kind, severity, _ in rows:
-        by_kind[kind] = by_kind.get(kind, 0) + 1
-        by_severity[severity] = by_severity.get(severity, 0) + 1
-    return RiskSummary(institution, int(count), len(rows), sum(1 for r in rows if r[2] == "open"), by_kind, by_severity)
+    for kind, severity, _, n in groups:
+        by_kind[kind] = by_kind.get(kind, 0) + n
+        by_severity[severity] = by_severity.get(severity, 0) + n
+    total = sum(n for *_, n in groups)
+    still_open = sum(n for _, _, status, n in groups if status == "open")
+    return RiskSummary(institution, int(count), total, still_open, by_kind, by_severity)
 
 
 async def handle(runtime: Runtime, principal: Principal, anomaly_id: uuid.UUID, status: str, note: str) -> Row:

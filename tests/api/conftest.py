@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -13,7 +14,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from api.app import create_app
+from api.app import create_app, utc_now
 from api.db.session import create_engine, create_sessionmaker
 from api.services.ledger import check_invariants
 from api.settings import Mode, Settings
@@ -125,17 +126,32 @@ def settings_for(database_url: str, tokens: Tokens, mode: Mode = Mode.DEVELOPMEN
     )
 
 
-@pytest.fixture
-async def service(database_url: str, tokens: Tokens) -> AsyncIterator[Service]:
+def clock_from(start: datetime) -> Callable[[], datetime]:
+    """A clock that reads `start` now and runs on in real time from there."""
+    offset = start - datetime.now(UTC)
+    return lambda: datetime.now(UTC) + offset
+
+
+@asynccontextmanager
+async def loaded_service(
+    database_url: str, tokens: Tokens, clock: Callable[[], datetime] = utc_now, settings: Settings | None = None
+) -> AsyncIterator[Service]:
     """The app with the tests' reference data loaded, called by the level-3 hospital's cashier;
-    after the test, every money invariant holds.
+    afterwards, every money invariant holds.
     """
-    async with running(create_app(settings_for(database_url, tokens))) as client:
+    async with running(create_app(settings or settings_for(database_url, tokens), clock=clock)) as client:
         subject = Service(client, database_url, tokens, tokens.hospital)
         loaded = await subject.load(copy.deepcopy(REFERENCE_DATA))
         assert loaded["__typename"] == "LoadSummary", loaded
         yield subject
     assert await subject.violations() == []
+
+
+@pytest.fixture
+async def service(database_url: str, tokens: Tokens) -> AsyncIterator[Service]:
+    """The service on the real clock."""
+    async with loaded_service(database_url, tokens) as subject:
+        yield subject
 
 
 @pytest.fixture(scope="session")

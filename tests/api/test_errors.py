@@ -59,7 +59,14 @@ CASES = [
     ("unknown person", edit(person="P9999"), "NotFound", "NOT_FOUND", "claim.person"),
     ("another institution", edit(institution="H999999"), "NotFound", "NOT_FOUND", "claim.institution"),
     ("no plan covers the person", edit(person=ELSEWHERE), "NotEligible", "NOT_ELIGIBLE", "claim.person"),
-    ("before any formulary", edit(serviceDate="2025-12-31"), "NotFound", "NO_FORMULARY", "claim.serviceDate"),
+    (
+        "before the first formulary and plans",
+        edit(serviceDate="2025-12-31"),
+        "InvalidInput",
+        "SERVICE_DATE_BEFORE_RULES",
+        "claim.serviceDate",
+    ),
+    ("in year 9999", edit(serviceDate="9999-12-31"), "InvalidInput", "SERVICE_DATE_IN_FUTURE", "claim.serviceDate"),
     ("pharmacy visit at a hospital", edit(visit="PHARMACY"), "InvalidInput", "VISIT_MISMATCH", "claim.visit"),
     ("settling as another institution", edit(institution=PHARMACY), "NotFound", "NOT_FOUND", "claim.institution"),
 ]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
-from tests.api.conftest import Service
+from tests.api.conftest import Service, clock_from, loaded_service
 from tests.api.documents import (
     CAR_T,
     EMPLOYEE,
@@ -19,6 +20,7 @@ from tests.api.documents import (
     SMALL_HOSPITAL,
     claim,
 )
+from tests.api.tokens import Tokens
 
 PAGE = """query($first: Int!, $after: String, $filter: SettlementFilter) {
   settlements(first: $first, after: $after, filter: $filter) {
@@ -116,12 +118,13 @@ async def test_a_claim_is_split_by_the_plan_version_in_force_on_its_service_date
     assert basic(july) == "2565.00"  # 0.95 x 2700.00: the deductible was met in June
 
 
-async def test_a_new_plan_year_starts_from_zero(service: Service) -> None:
-    await settle(service, claim("Y-1", person=EMPLOYEE, service_date="2026-12-31"))
-    next_year = await settle(service, claim("Y-2", person=EMPLOYEE, service_date="2027-01-01"))
+async def test_a_new_plan_year_starts_from_zero(database_url: str, tokens: Tokens) -> None:
+    async with loaded_service(database_url, tokens, clock_from(datetime(2027, 1, 1, 2, tzinfo=UTC))) as service:
+        await settle(service, claim("Y-1", person=EMPLOYEE, service_date="2026-12-31"))
+        next_year = await settle(service, claim("Y-2", person=EMPLOYEE, service_date="2027-01-01"))
 
-    basic = next(f for f in next_year["explanation"]["funds"] if f["plan"] == "BASIC-EMP")
-    assert (basic["deductibleApplied"], basic["amount"], next_year["year"]) == ("1500.00", "960.00", 2027)
+        basic = next(f for f in next_year["explanation"]["funds"] if f["plan"] == "BASIC-EMP")
+        assert (basic["deductibleApplied"], basic["amount"], next_year["year"]) == ("1500.00", "960.00", 2027)
 
 
 async def test_loading_the_same_document_again_changes_nothing(service: Service) -> None:
