@@ -128,3 +128,21 @@ async def test_a_dropped_database_connection_is_a_retryable_failure(service: Ser
     [error] = body["errors"]
     assert error["extensions"] == {"code": "RETRYABLE_FAILURE", "retryable": True}
     assert "secret" not in str(body)
+
+
+async def test_a_serialization_failure_or_deadlock_is_a_retryable_failure(service: Service, monkeypatch: Any) -> None:
+    from asyncpg.exceptions import DeadlockDetectedError, SerializationError
+    from sqlalchemy.exc import DBAPIError
+
+    from api.services import queries
+
+    for driver_error in (SerializationError("could not serialize access"), DeadlockDetectedError("deadlock")):
+
+        async def collided(*args: object, error: Exception = driver_error, **kwargs: object) -> None:
+            raise DBAPIError("UPDATE prepayment_pools ...", {"secret": "parameter"}, error)
+
+        monkeypatch.setattr(queries, "institution", collided)
+        body = (await service.post('{ institution(code: "H310003") { code } }')).json()
+
+        [error] = body["errors"]
+        assert error["extensions"] == {"code": "RETRYABLE_FAILURE", "retryable": True}, type(driver_error)
