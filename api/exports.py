@@ -90,13 +90,19 @@ def cell(value: object) -> str | int:
     return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
 
 
-async def _csv(header: Sequence[str], rows: AsyncIterator[Mapping[str, Any]]) -> AsyncIterator[str]:
+async def _csv(
+    header: Sequence[str], first: Mapping[str, Any] | None, rows: AsyncIterator[Mapping[str, Any]]
+) -> AsyncIterator[str]:
     """The file: the byte-order mark once, the header, then the rows, handed on a page at a time."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n")
     buffer.write(BOM)
     writer.writerow(header)
-    written = 0
+    if first is None:
+        yield buffer.getvalue()
+        return
+    writer.writerow([cell(first[column]) for column in header])
+    written = 1
     async for row in rows:
         writer.writerow([cell(row[column]) for column in header])
         written += 1
@@ -107,9 +113,14 @@ async def _csv(header: Sequence[str], rows: AsyncIterator[Mapping[str, Any]]) ->
     yield buffer.getvalue()
 
 
-def _response(header: Sequence[str], rows: AsyncIterator[Mapping[str, Any]], name: str) -> StreamingResponse:
+async def _response(header: Sequence[str], rows: AsyncIterator[Mapping[str, Any]], name: str) -> StreamingResponse:
+    """The export, streamed. Its first row is read before the answer starts, so that a query that
+    fails outright is answered as a failure (500, logged), not as a 200 with a truncated file; a
+    failure later on breaks the connection, which a client sees as an incomplete download.
+    """
+    first = await anext(rows, None)
     return StreamingResponse(
-        _csv(header, rows),
+        _csv(header, first, rows),
         media_type="text/csv; charset=utf-8",
         headers={"content-disposition": f'attachment; filename="{name}"'},
     )
@@ -214,7 +225,7 @@ async def anomalies(request: Request, context: Context, principal: Principal) ->
     except ServiceError as error:
         return _refused(error)
     rows = supervision.stream_anomalies(context.runtime, principal, where)
-    return _response(ANOMALY_COLUMNS, rows, "anomalies.csv")
+    return await _response(ANOMALY_COLUMNS, rows, "anomalies.csv")
 
 
 async def trace_code(request: Request, context: Context, principal: Principal) -> Response:
@@ -225,7 +236,7 @@ async def trace_code(request: Request, context: Context, principal: Principal) -
     except ServiceError as error:
         return _refused(error)
     rows = supervision.stream_code_history(context.runtime, principal, code)
-    return _response(EVENT_COLUMNS, rows, "trace-code.csv")
+    return await _response(EVENT_COLUMNS, rows, "trace-code.csv")
 
 
 async def risk(request: Request, context: Context, principal: Principal) -> Response:
@@ -253,4 +264,4 @@ async def risk(request: Request, context: Context, principal: Principal) -> Resp
                 "anomalies": count,
             }
 
-    return _response(RISK_COLUMNS, rows(), "risk.csv")
+    return await _response(RISK_COLUMNS, rows(), "risk.csv")

@@ -15,7 +15,7 @@ import io
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,12 +124,12 @@ async def every_argument_position(caller: Caller) -> None:
         (
             "query($n: Int!) { settlements(first: $n) { edges { cursor } } }",
             {"n": ID_NUMBER},
-            hospital("query settlements", "BAD_USER_INPUT"),
+            hospital("query settlements", "PAGE_SIZE_INVALID"),
         ),
         (
             f'{{ settlements(first: "{ID_NUMBER}") {{ edges {{ cursor }} }} }}',
             None,
-            hospital("query settlements", "GRAPHQL_VALIDATION_FAILED"),
+            hospital("query settlements", "PAGE_SIZE_INVALID"),
         ),
         (
             f'{{ settlements(first: 1, after: "{ID_NUMBER}", filter: {{institution: "{NAME}", '
@@ -330,7 +330,12 @@ async def unexpected_failures(caller: Caller, monkeypatch: pytest.MonkeyPatch) -
     await caller.graphql(
         '{ institution(code: "H310003") { code } }', expect=hospital("query institution", "INTERNAL_ERROR")
     )
-    monkeypatch.setattr(supervision, "code_history", database_error)
+
+    async def failing_stream(*args: object, **kwargs: object) -> AsyncIterator[dict[str, Any]]:
+        await database_error()
+        yield {}
+
+    monkeypatch.setattr(supervision, "stream_code_history", failing_stream)
     failed = await caller.raw(
         "GET",
         f"/exports/trace-code.csv?code={ID_NUMBER}",
