@@ -32,6 +32,7 @@ from api.graphql.schema import build_schema
 from api.http.abuse import Limits, RefusalTally, rate_limited
 from api.http.graphql import GraphQLOverHTTP, TrustedDocuments
 from api.http.ide import GraphiQLPage
+from api.http.metrics import AdministratorsOnly, Scrape, ScraperGate, ServiceMetrics, multiprocess_folder
 from api.http.observability import RequestLog, client_address, note
 from api.logs import configure_structlog, describe, get_logger, install
 from api.serve import Readiness
@@ -192,6 +193,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     state: dict[str, Any] = {}
     dev = settings.development
     readiness = Readiness.from_environment()
+    metrics = ServiceMetrics(multiprocess=multiprocess_folder())
     graphql = graphql_endpoint(settings, state)
     ide = GraphiQLPage.load() if dev else None  # served from the package: no CDN, nothing leaves the machine
 
@@ -224,9 +226,13 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             if readiness is not None:
                 readiness.started()
             flusher = asyncio.create_task(refusals.flush_forever(REFUSALS_FLUSH_SECONDS))
+            # with several workers, each keeps its pool's figures fresh for whichever is scraped
+            pool_sampler = asyncio.create_task(metrics.sample_pool_forever(engine)) if metrics.multiprocess else None
             try:
                 yield
             finally:
+                if pool_sampler is not None:
+                    await stopped(pool_sampler)
                 await stopped(flusher)
                 try:  # the open minute's refusals, then one last seal: nothing is left for a next start
                     await refusals.flush(everything=True)
@@ -256,6 +262,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             return JSONResponse({"status": "migrations pending", "revision": revision, "head": head}, status_code=503)
         return JSONResponse({"status": "ready", "revision": revision})
 
+    scrape = Scrape(metrics, state, settings.metrics_pools_max)
     return Starlette(
         routes=[
             # every method reaches the endpoint, which answers the ones it does not take with a typed 405
@@ -271,8 +278,14 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             ),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            # the scraper's own token, never rate limited; otherwise an administrator's, through the API's gate
+            Route(
+                "/metrics",
+                ScraperGate(scrape, settings.metrics_token, Authenticated(AdministratorsOnly(scrape, state), state)),
+                methods=["GET"],
+            ),
         ],
-        middleware=[Middleware(RequestLog)],
+        middleware=[Middleware(RequestLog, observe=metrics.observe)],
         lifespan=lifespan,
     )
 

@@ -8,6 +8,8 @@ workers' `/readyz` answers 503, so a load balancer sends nothing to a service th
 
 The workers tell their state through files in a folder the supervisor makes for the run
 (`SETTLE_SERVE_STATE`): `<pid>.ready` when a worker's start-up completed, `failed` when one died.
+Their Prometheus metrics live in that folder's `metrics/` (`PROMETHEUS_MULTIPROC_DIR`), so that
+the worker that answers a scrape reports the whole service; the folder goes when the run ends.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ log = logging.getLogger("settle.serve")
 FACTORY = "api.app:create_app_from_environment"
 STATE_VARIABLE = "SETTLE_SERVE_STATE"
 WORKERS_VARIABLE = "SETTLE_SERVE_WORKERS"
+METRICS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus_client's: set by the supervisor for its workers, never by hand (files of another
+run in it would be counted as this one's)."""
 GRACE_SECONDS = 10.0
 """How long workers get to finish their requests when the service stops."""
 EXIT_WORKER_FAILED = 1
@@ -76,6 +81,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         access_log=False,
     )
     if workers <= 1:
+        os.environ.pop(METRICS_VARIABLE, None)  # one process: its metrics in its own memory
         server = uvicorn.Server(config)
         server.run()
         return 0 if server.started else EXIT_WORKER_FAILED
@@ -93,6 +99,8 @@ def _supervise(config: uvicorn.Config, workers: int) -> int:
     with tempfile.TemporaryDirectory(prefix="settle-serve-") as folder:
         os.environ[STATE_VARIABLE] = folder
         os.environ[WORKERS_VARIABLE] = str(workers)
+        (Path(folder) / "metrics").mkdir()
+        os.environ[METRICS_VARIABLE] = str(Path(folder) / "metrics")
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         processes = [_start(config, listening) for _ in range(workers)]
         status = 0

@@ -18,6 +18,11 @@ SETTLE_VALUES_PER_DATA_KEY  how many values one data key encrypts before a new o
 SETTLE_AUDIT_SEAL_SECONDS   how often the service seals new audit entries into the chain (1; 0: never)
 SETTLE_WORKERS              `settle serve` worker processes (1; PostgreSQL only beyond one)
 SETTLE_REUSE_WINDOW_DAYS    a code sold again within this many days of a reversal is flagged (7)
+SETTLE_METRICS_TOKEN        the bearer token the Prometheus scraper sends to /metrics (at least 32
+                            characters; unset by default: then only an administrator's token reads
+                            the metrics, which carry pool balances)
+SETTLE_METRICS_POOLS_MAX    prepayment pools reported one by one on /metrics, the lowest balances
+                            first (1000; every payer's total is always reported)
 
 What one request may ask (refused with a typed error, before anything runs):
 SETTLE_MAX_BODY_BYTES       a request body (262144, 256 KiB): 413 beyond
@@ -60,7 +65,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -134,6 +139,8 @@ class Settings:
     query_max_aliases: int = 30
     query_max_page_size: int = 100
     service_date_tolerance_days: int = 1
+    metrics_token: str | None = field(default=None, repr=False)
+    metrics_pools_max: int = 1_000
 
     @property
     def development(self) -> bool:
@@ -208,6 +215,8 @@ class Settings:
             query_max_aliases=int(environ.get("SETTLE_QUERY_MAX_ALIASES", "30")),
             query_max_page_size=int(environ.get("SETTLE_QUERY_MAX_PAGE_SIZE", "100")),
             service_date_tolerance_days=_days(environ, "SETTLE_SERVICE_DATE_TOLERANCE_DAYS", "1"),
+            metrics_token=_metrics_token(environ),
+            metrics_pools_max=int(environ.get("SETTLE_METRICS_POOLS_MAX", "1000")),
         )
 
 
@@ -217,3 +226,14 @@ def _days(environ: Mapping[str, str], name: str, default: str) -> int:
     if days < 0:
         raise ValueError(f"{name} must be a whole number of days, 0 or more, not {days}")
     return days
+
+
+METRICS_TOKEN_MIN_CHARS = 32
+
+
+def _metrics_token(environ: Mapping[str, str]) -> str | None:
+    """A secret long enough not to be guessed; a short one stops the service at start-up."""
+    token = environ.get("SETTLE_METRICS_TOKEN", "").strip() or None
+    if token is not None and len(token) < METRICS_TOKEN_MIN_CHARS:
+        raise ValueError(f"SETTLE_METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_CHARS} characters long")
+    return token

@@ -10,6 +10,9 @@ mutation's typed error code, or OK). The notes live in a per-request object reac
 context variable the middleware sets; `request_id` is bound into structlog's context variables,
 so every line logged during the request carries it.
 
+When the request ends, the middleware also hands what it knows (`Finished`) to an observer, if
+the app gave one: the Prometheus metrics (api/http/metrics.py) are counted there.
+
 A client's `X-Request-ID` is kept only when it looks generated (8 to 64 hex digits and dashes,
 with a letter and no long run of digits): a cashier's system that sends a patient's ID number,
 a name or a claim serial as its request id gets a new id instead, so none reaches the log.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -60,6 +64,21 @@ class RequestNotes:
     org: str | None = None
     operation: str | None = None
     outcome: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A request as it ended, for the metrics: the same facts as its log line, nothing more."""
+
+    path: str
+    """The route's path, `(unmatched)` when none: never the query string."""
+    status: int
+    latency_seconds: float
+    operation: str | None
+    outcome: str
+
+
+RequestObserver = Callable[[Finished], None]
 
 
 _current: ContextVar[RequestNotes | None] = ContextVar("settle_request_notes", default=None)
@@ -115,10 +134,13 @@ class RequestLog:
 
     An exception escaping the app is logged here once, as `describe` renders it (classes and
     frames, no message), and answered 500; it goes no further, so that no server logs its message.
+    `observe`, if given, is told of every request as it ends; its failure is logged, never the
+    caller's.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, observe: RequestObserver | None = None) -> None:
         self.app = app
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -148,19 +170,31 @@ class RequestLog:
                     if status == 0:
                         await _internal_error(send_with_id)
                 finally:
-                    route = scope.get("route")
+                    latency_seconds = time.perf_counter() - started
+                    finished = Finished(
+                        getattr(scope.get("route"), "path", None) or "(unmatched)",
+                        status,
+                        latency_seconds,
+                        notes.operation,
+                        notes.outcome or _outcome_of(status),
+                    )
                     log.info(
                         "request",
                         method=scope["method"],
-                        path=getattr(route, "path", None) or "(unmatched)",
+                        path=finished.path,
                         status=status,
-                        latency_ms=round((time.perf_counter() - started) * 1000, 1),
+                        latency_ms=round(latency_seconds * 1000, 1),
                         source=notes.source,
                         role=notes.role,
                         org=notes.org,
                         operation=notes.operation,
-                        outcome=notes.outcome or _outcome_of(status),
+                        outcome=finished.outcome,
                     )
+                    if self.observe is not None:
+                        try:
+                            self.observe(finished)
+                        except Exception as error:  # the metrics must never cost the caller an answer
+                            log.error("recording the request's metrics failed", **describe(error))
         finally:
             _current.reset(token)
 
