@@ -68,6 +68,9 @@ SCRAPE_DATABASE_SECONDS = 5.0
 _OUTCOME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 _NAME = r"[_A-Za-z][_0-9A-Za-z]{0,99}"
 _OPERATION = re.compile(rf"(query|mutation|subscription)( {_NAME}(,{_NAME}){{0,7}}(,\+[0-9]{{1,3}})?)?")
+_ONE_ROOT_FIELD = re.compile(rf"(query|mutation|subscription)( {_NAME})?")
+"""As many as the schema has root fields: always counted by name, however many combinations
+of several fields callers have sent before."""
 _PATH = re.compile(r"\(unmatched\)|/[\x21-\x7e]{0,199}")
 
 
@@ -78,17 +81,22 @@ def multiprocess_folder() -> str | None:
 
 
 class Vocabulary:
-    """The values a label may take: those of the expected form, up to a number of distinct ones."""
+    """The values a label may take: those of the expected form, up to a number of distinct ones
+    (values of the `bounded` form, a small set by construction, are always taken).
+    """
 
-    def __init__(self, form: re.Pattern[str], max_values: int = LABEL_VALUES_MAX) -> None:
+    def __init__(
+        self, form: re.Pattern[str], max_values: int = LABEL_VALUES_MAX, *, bounded: re.Pattern[str] | None = None
+    ) -> None:
         self.form = form
         self.max_values = max_values
+        self.bounded = bounded
         self.known: set[str] = set()
 
     def label(self, value: str | None) -> str:
         if value is None:
             return ""
-        if value in self.known:
+        if value in self.known or (self.bounded is not None and self.bounded.fullmatch(value)):
             return value
         if len(self.known) >= self.max_values or not self.form.fullmatch(value):
             return OTHER
@@ -100,10 +108,11 @@ class ServiceMetrics:
     """The metrics one process keeps, and how it reports them when scraped."""
 
     def __init__(self, *, multiprocess: str | None = None) -> None:
-        disable_created_metrics()  # `_created` series double the series, and several workers have none: never
+        # `_created` series double the series, and several workers have none: never
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
         self.multiprocess = multiprocess
         self.paths = Vocabulary(_PATH)
-        self.operations = Vocabulary(_OPERATION)
+        self.operations = Vocabulary(_OPERATION, bounded=_ONE_ROOT_FIELD)
         self.outcomes = Vocabulary(_OUTCOME)
         self.requests = Counter(
             "settle_requests",

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
@@ -23,7 +24,8 @@ from api.crypto.keyring import FileKeyring
 from api.crypto.suites import Suite
 from api.db import models
 from api.db.session import create_engine, create_sessionmaker
-from api.http.metrics import OTHER, Vocabulary
+from api.http.metrics import OTHER, Exposition, ServiceMetrics, Vocabulary
+from api.http.observability import Finished
 from api.services import audit_chain
 from api.settings import Settings
 from tests.api.conftest import Service, loaded_service, settings_for
@@ -219,6 +221,28 @@ def test_a_label_takes_only_values_of_its_form_and_at_most_so_many() -> None:
     assert codes.label("FORBIDDEN") == OTHER  # the third distinct value
     assert codes.label("OK") == "OK"  # known values stay
     assert codes.label(None) == ""
+
+
+def test_combinations_of_root_fields_never_crowd_a_settlement_out_of_its_own_label() -> None:
+    metrics = ServiceMetrics()
+    metrics.operations.max_values = 2
+    for operation in ("query institution,person", "query __typename,person", "query institution,settlements"):
+        metrics.observe(Finished("/graphql", 200, 0.004, operation, "OK"))
+    metrics.observe(Finished("/graphql", 200, 0.030, "mutation settle", "NOT_ELIGIBLE"))
+    metrics.observe(Finished("/graphql", 200, 0.002, "query person", "OK"))
+
+    found = samples(generate_latest(Exposition(metrics.collectors(None))).decode())
+
+    counted = {dict(labels)["operation"]: n for labels, n in named(found, "settle_requests_total").items()}
+    assert counted == {
+        "query institution,person": 1,
+        "query __typename,person": 1,
+        OTHER: 1,  # the third combination: beyond the bound
+        "mutation settle": 1,  # one root field: always by name
+        "query person": 1,
+    }
+    assert value(found, "settle_settlement_seconds_count", operation="mutation settle", outcome="NOT_ELIGIBLE") == 1
+    assert value(found, "settle_metrics_database_up") == 0
 
 
 async def test_with_several_workers_any_of_them_reports_the_whole_services_counts(
