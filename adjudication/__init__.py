@@ -17,6 +17,7 @@ from adjudication.claims import (
 from adjudication.engine import adjudicate
 from adjudication.errors import AdjudicationError, ErrorCode, InputError, InvariantError
 from adjudication.formulary import BasicEntry, Category, CommercialEntry, Formulary, Part
+from adjudication.funding import Funding, PlanFunding, PoolDraw, fund, shares_by_payer
 from adjudication.plans import (
     Band,
     Bands,
@@ -33,7 +34,7 @@ from adjudication.plans import (
     Rate,
     Variant,
 )
-from adjudication.results import Adjudication, LineResult, PayerShare, Reason, ReasonCode, Rebate
+from adjudication.results import Adjudication, LineResult, PayerShare, Reason, ReasonCode, Rebate, covered
 
 __all__ = [
     "Accumulator",
@@ -55,6 +56,7 @@ __all__ = [
     "DeductiblePer",
     "ErrorCode",
     "Formulary",
+    "Funding",
     "InKind",
     "InputError",
     "Institution",
@@ -66,7 +68,9 @@ __all__ = [
     "Patient",
     "PayerShare",
     "Plan",
+    "PlanFunding",
     "PlanKind",
+    "PoolDraw",
     "Rate",
     "Reason",
     "ReasonCode",
@@ -75,4 +79,7 @@ __all__ = [
     "Visit",
     "adjudicate",
     "check_service_date",
+    "covered",
+    "fund",
+    "shares_by_payer",
 ]

@@ -93,3 +93,14 @@ class Adjudication:
     accumulators: Mapping[str, Accumulator]
     accumulator_changes: Mapping[str, Accumulator]
     units_received: Mapping[str, int]
+
+
+def covered(result: Adjudication) -> bool:
+    """Whether any plan covers the person on this claim. A plan that refused the person (its
+    first reason NOT_ELIGIBLE: criteria unmet, or no terms for the institution's level) does not;
+    one that accepted the person covers them even when it pays nothing (deductible, caps, drugs
+    outside its catalogue), since that is an explained split. With no plan covering, there is
+    nothing to settle: the person is not insured for this care, which the caller refuses
+    (NOT_ELIGIBLE) rather than settle all of it as the patient's.
+    """
+    return any(not share.reasons or share.reasons[0].code is not ReasonCode.NOT_ELIGIBLE for share in result.payers)

@@ -1,13 +1,9 @@
-"""The double-entry ledger: accounts, why money moved, and the invariants that must always hold.
+"""The ledger in storage: a transaction's postings as rows, and the invariants that must always
+hold over everything stored.
 
-Every transaction is a set of postings in integer fen that sums to zero (a credit is positive,
-a debit negative). Accounts:
-
-    payer:{payer}:treasury              the payer's own money, from which prepayments are granted
-    payer:{payer}:pool@{institution}    a prepayment pool (预付金): grants in, draws out, returns in
-    payer:{payer}:payable@{institution} what the payer owes the institution beyond its pool
-    institution:{institution}:claims    what the institution was paid for the drugs it dispensed
-    patient:{psn_no}:cash               what the patient paid at the window
+The accounts, the codes (`Why`) and the postings of a settlement, reversal, refund or grant are
+pure values decided in `adjudication.ledger` (re-exported here); this module only writes them
+down and checks the stored ledger against the pools, accumulators and settlements.
 """
 
 from __future__ import annotations
@@ -16,94 +12,64 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from adjudication.ledger import (
+    REVERSAL_OF,
+    Posting,
+    Why,
+    balanced,
+    institution_claims,
+    patient_cash,
+    payable,
+    pool,
+    treasury,
+)
 from api.db import models
 from api.ids import uuid7
 
-
-class Why(StrEnum):
-    """Why money moved. A reversal posts the exact opposite under the opposite code."""
-
-    PREPAYMENT_GRANT = "PREPAYMENT_GRANT"
-    PATIENT_SHARE = "PATIENT_SHARE"
-    POOL_DRAW = "POOL_DRAW"
-    RECEIVABLE = "RECEIVABLE"
-    PATIENT_REFUND = "PATIENT_REFUND"
-    POOL_RETURN = "POOL_RETURN"
-    RECEIVABLE_CANCELLED = "RECEIVABLE_CANCELLED"
-
-
-REVERSAL_OF = {
-    Why.PATIENT_SHARE: Why.PATIENT_REFUND,
-    Why.POOL_DRAW: Why.POOL_RETURN,
-    Why.RECEIVABLE: Why.RECEIVABLE_CANCELLED,
-}
+__all__ = [
+    "REVERSAL_OF",
+    "Posting",
+    "Violation",
+    "Why",
+    "check_invariants",
+    "entry_rows",
+    "institution_claims",
+    "patient_cash",
+    "payable",
+    "pool",
+    "treasury",
+]
 
 
-def treasury(payer: str) -> str:
-    return f"payer:{payer}:treasury"
-
-
-def pool(payer: str, institution: str) -> str:
-    return f"payer:{payer}:pool@{institution}"
-
-
-def payable(payer: str, institution: str) -> str:
-    return f"payer:{payer}:payable@{institution}"
-
-
-def institution_claims(institution: str) -> str:
-    return f"institution:{institution}:claims"
-
-
-def patient_cash(psn_no: str) -> str:
-    return f"patient:{psn_no}:cash"
-
-
-class Transaction:
-    """Postings being assembled; `rows()` refuses to hand over an unbalanced transaction."""
-
-    def __init__(
-        self, posted_at: datetime, *, settlement_id: uuid.UUID | None = None, grant_id: uuid.UUID | None = None
-    ) -> None:
-        self.id = uuid7()
-        self.posted_at = posted_at
-        self.settlement_id = settlement_id
-        self.grant_id = grant_id
-        self._postings: list[tuple[str, int, Why]] = []
-
-    def transfer(self, debit: str, credit: str, amount_fen: int, why: Why) -> None:
-        if amount_fen < 0:
-            raise ValueError("a transfer moves a non-negative amount")
-        if amount_fen:
-            self._postings.append((debit, -amount_fen, why))
-            self._postings.append((credit, amount_fen, why))
-
-    def add(self, account: str, amount_fen: int, why: Why) -> None:
-        """One posting; the caller balances the transaction (used by reversals)."""
-        self._postings.append((account, amount_fen, why))
-
-    def rows(self) -> list[dict[str, Any]]:
-        if sum(amount for _, amount, _ in self._postings) != 0:
-            raise AssertionError("an unbalanced ledger transaction")
-        return [
-            {
-                "id": uuid7(),
-                "transaction_id": self.id,
-                "settlement_id": self.settlement_id,
-                "grant_id": self.grant_id,
-                "account": account,
-                "amount_fen": amount,
-                "code": why.value,
-                "posted_at": self.posted_at,
-            }
-            for account, amount, why in self._postings
-        ]
+def entry_rows(
+    postings: Sequence[Posting],
+    posted_at: datetime,
+    *,
+    settlement_id: uuid.UUID | None = None,
+    grant_id: uuid.UUID | None = None,
+) -> list[dict[str, Any]]:
+    """The `ledger_entries` rows of one transaction: a fresh transaction id, a row per posting.
+    An unbalanced set is refused (InvariantError) before anything is written.
+    """
+    transaction_id = uuid7()
+    return [
+        {
+            "id": uuid7(),
+            "transaction_id": transaction_id,
+            "settlement_id": settlement_id,
+            "grant_id": grant_id,
+            "account": posting.account,
+            "amount_fen": posting.amount_fen,
+            "code": posting.why.value,
+            "posted_at": posted_at,
+        }
+        for posting in balanced(postings)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,12 +170,16 @@ async def check_invariants(session: AsyncSession) -> Sequence[Violation]:
     ).all()
     expected_totals = {(row[0], row[1], row[2]): tuple(row[3:]) for row in live}
     for row in (await session.execute(select(accumulators))).mappings():
-        key = (row["person_id"], row["year"], row["plan_code"])
+        year_key = (row["person_id"], row["year"], row["plan_code"])
         actual_totals = (row["deductible_met_fen"], row["base_spent_fen"], row["paid_fen"], row["claims"])
-        if actual_totals != expected_totals.pop(key, (0, 0, 0, 0)):
-            violations.append(Violation("accumulators equal the sum of live settlements", f"{key}: {actual_totals}"))
-    for key in expected_totals:
-        violations.append(Violation("accumulators equal the sum of live settlements", f"{key}: no accumulator row"))
+        if actual_totals != expected_totals.pop(year_key, (0, 0, 0, 0)):
+            violations.append(
+                Violation("accumulators equal the sum of live settlements", f"{year_key}: {actual_totals}")
+            )
+    for year_key in expected_totals:
+        violations.append(
+            Violation("accumulators equal the sum of live settlements", f"{year_key}: no accumulator row")
+        )
 
     units = models.UnitsReceived.__table__
     lines = models.SettlementLine.__table__
@@ -223,9 +193,11 @@ async def check_invariants(session: AsyncSession) -> Sequence[Violation]:
     ).all()
     expected_units = {(row[0], row[1], row[2]): row[3] for row in received}
     for row in (await session.execute(select(units))).mappings():
-        key = (row["person_id"], row["year"], row["drug_code"])
-        if row["units"] != expected_units.pop(key, 0):
-            violations.append(Violation("units received equal the sum of live settlements", f"{key}: {row['units']}"))
-    for key in expected_units:
-        violations.append(Violation("units received equal the sum of live settlements", f"{key}: no row"))
+        year_key = (row["person_id"], row["year"], row["drug_code"])
+        if row["units"] != expected_units.pop(year_key, 0):
+            violations.append(
+                Violation("units received equal the sum of live settlements", f"{year_key}: {row['units']}")
+            )
+    for year_key in expected_units:
+        violations.append(Violation("units received equal the sum of live settlements", f"{year_key}: no row"))
     return violations

@@ -33,6 +33,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adjudication import ErrorCode, Formulary, InputError, InstitutionKind, InsuranceType, Plan
+from adjudication.ledger import grant_postings
 from adjudication.scenario import (
     COMMENT,
     Reader,
@@ -566,11 +567,7 @@ async def grant_prepayments(session: AsyncSession, grants: Sequence[dict[str, An
                     note=grant["note"],
                 )
             )
-            transaction = ledger.Transaction(now, grant_id=grant_id)
-            transaction.transfer(
-                ledger.treasury(payer),
-                ledger.pool(payer, institution),
-                grant["amount_fen"],
-                ledger.Why.PREPAYMENT_GRANT,
+            postings = grant_postings(payer, institution, grant["amount_fen"])
+            await session.execute(
+                models.LedgerEntry.__table__.insert().values(ledger.entry_rows(postings, now, grant_id=grant_id))
             )
-            await session.execute(models.LedgerEntry.__table__.insert().values(transaction.rows()))

@@ -23,7 +23,19 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from adjudication import Accumulator, Adjudication, ErrorCode, InputError, ReasonCode, adjudicate, check_service_date
+from adjudication import (
+    Accumulator,
+    Adjudication,
+    ErrorCode,
+    Funding,
+    InputError,
+    adjudicate,
+    check_service_date,
+    covered,
+    fund,
+    shares_by_payer,
+)
+from adjudication.ledger import Posting, Why, reversal_postings, settlement_postings
 from api.auth import INSTITUTION_ROLES, Principal
 from api.crypto.envelope import FieldCipher, Place
 from api.crypto.tenants import insurer_tenant
@@ -46,7 +58,7 @@ class Decision:
     result: Adjudication
     accumulators: Mapping[str, Row]
     units: Mapping[str, Row]
-    rows: SettlementRows  # its payers are funded (drawn / receivable) by `_fund`, last
+    rows: SettlementRows  # its payers are unfunded (all receivable) until `_fund` returns them funded, last
     trace: tracing.TracePlan
 
 
@@ -90,7 +102,7 @@ async def pre_settle(runtime: Runtime, principal: Principal, request: ClaimReque
     _check_service_date(runtime, request, now)
     async with runtime.sessions() as session:  # never committed: closing the session rolls back
         decision = await _decide(session, runtime, request, now, lock=False)
-        await _fund(session, request.institution, decision, lock=False)
+        decision, _, _ = await _fund(session, request.institution, decision, lock=False)
     await audit.append_alone(runtime.sessions, *decision.facts.disclosures)
     return view(decision.rows, request.person)
 
@@ -134,8 +146,9 @@ async def _settle(runtime: Runtime, principal: Principal, request: ClaimRequest,
         decision = await _decide(session, runtime, request, now, lock=True)
         await _write_claim(session, runtime, request, decision)
         await tracing.write_sale(session, decision.trace)
-        pools = await _fund(session, request.institution, decision, lock=True)  # the pool locks: last, briefly
-        await _write_money(session, request, decision, pools, now)
+        # the pool locks: last, briefly
+        decision, funding, pools = await _fund(session, request.institution, decision, lock=True)
+        await _write_money(session, request, decision, funding, pools, now)
         await audit.append(session, *decision.facts.disclosures)
         await audit.append(
             session,
@@ -233,7 +246,7 @@ async def _decide(
         )
     except InputError as error:
         raise ServiceError.from_input(error) from None
-    if all(payer.reasons and payer.reasons[0].code is ReasonCode.NOT_ELIGIBLE for payer in result.payers):
+    if not covered(result):
         raise ServiceError(
             ErrorCode.NOT_ELIGIBLE,
             f"person {request.person} is covered by no plan in force on {request.service_date}",
@@ -359,57 +372,53 @@ async def _write_claim(session: AsyncSession, runtime: Runtime, request: ClaimRe
         await _insert(session, table, records)
 
 
-async def _fund(session: AsyncSession, institution: str, decision: Decision, *, lock: bool) -> dict[str, Row]:
+async def _fund(
+    session: AsyncSession, institution: str, decision: Decision, *, lock: bool
+) -> tuple[Decision, Funding, dict[str, Row]]:
     """Draw each payer's share from its prepayment pool here, as far as the pool goes; the rest
-    is owed. Plans of one payer draw on its one pool in waterfall order. Returns the pools read
-    (locked, when `lock`), and fills the payer rows' drawn and receivable amounts.
+    is owed (`adjudication.funding`: plans of one payer draw on its one pool in waterfall order).
+    Returns the decision with its payer rows funded, the funding, and the pools read (locked,
+    when `lock`: only those of payers that owe something).
     """
-    owed = sorted({payer["payer_code"] for payer in decision.rows.payers if payer["amount_fen"]})
-    pools = await _pools(session, institution, owed, lock=lock)
-    left = {payer: row["balance_fen"] for payer, row in pools.items()}
-    for payer in decision.rows.payers:
-        drawn = min(payer["amount_fen"], left.get(payer["payer_code"], 0))
-        left[payer["payer_code"]] = left.get(payer["payer_code"], 0) - drawn
-        payer.update(drawn_fen=drawn, receivable_fen=payer["amount_fen"] - drawn)
-    return pools
+    shares = shares_by_payer(decision.result.payers)
+    pools = await _pools(session, institution, sorted(payer for payer, share in shares.items() if share), lock=lock)
+    funding = fund(shares, {payer: row["balance_fen"] for payer, row in pools.items()})
+    payers = [
+        row | {"drawn_fen": plan.drawn_fen, "receivable_fen": plan.receivable_fen}
+        for row, plan in zip(decision.rows.payers, funding.over_plans(decision.result.payers), strict=True)
+    ]
+    return replace(decision, rows=replace(decision.rows, payers=payers)), funding, pools
 
 
 async def _write_money(
-    session: AsyncSession, request: ClaimRequest, decision: Decision, pools: Mapping[str, Row], now: datetime
+    session: AsyncSession,
+    request: ClaimRequest,
+    decision: Decision,
+    funding: Funding,
+    pools: Mapping[str, Row],
+    now: datetime,
 ) -> None:
     """The pool draws, the payers' shares and the balanced ledger transaction."""
-    rows = decision.rows
-    drawn_by_payer: dict[str, int] = {}
-    for payer in rows.payers:
-        if payer["drawn_fen"]:
-            drawn_by_payer[payer["payer_code"]] = drawn_by_payer.get(payer["payer_code"], 0) + payer["drawn_fen"]
     await _update_by_id(
         session,
         models.PrepaymentPool.__table__,
         [
             {
-                "row_id": pools[payer]["id"],
-                "drawn_fen": pools[payer]["drawn_fen"] + amount,
-                "balance_fen": pools[payer]["balance_fen"] - amount,
+                "row_id": pools[draw.payer]["id"],
+                "drawn_fen": pools[draw.payer]["drawn_fen"] + draw.drawn_fen,
+                "balance_fen": draw.balance_after_fen,
             }
-            for payer, amount in sorted(drawn_by_payer.items())
+            for draw in funding.draws
+            if draw.drawn_fen
         ],
     )
-    transaction = ledger.Transaction(now, settlement_id=rows.settlement["id"])
-    claims_account = ledger.institution_claims(request.institution)
-    transaction.transfer(
-        ledger.patient_cash(request.person), claims_account, decision.result.patient, ledger.Why.PATIENT_SHARE
+    postings = settlement_postings(request.institution, request.person, decision.result.patient, funding)
+    await _insert(session, models.SettlementPayer.__table__, decision.rows.payers)
+    await _insert(
+        session,
+        models.LedgerEntry.__table__,
+        ledger.entry_rows(postings, now, settlement_id=decision.rows.settlement["id"]),
     )
-    for payer in rows.payers:
-        code = payer["payer_code"]
-        transaction.transfer(
-            ledger.pool(code, request.institution), claims_account, payer["drawn_fen"], ledger.Why.POOL_DRAW
-        )
-        transaction.transfer(
-            ledger.payable(code, request.institution), claims_account, payer["receivable_fen"], ledger.Why.RECEIVABLE
-        )
-    await _insert(session, models.SettlementPayer.__table__, rows.payers)
-    await _insert(session, models.LedgerEntry.__table__, transaction.rows())
 
 
 async def _sealed_rebates(session: AsyncSession, cipher: FieldCipher, rebates: Sequence[Row]) -> list[Row]:
@@ -611,9 +620,12 @@ async def _undo(session: AsyncSession, settlement: Row, now: datetime) -> None:
         ],
     )
     entries = models.LedgerEntry.__table__
-    transaction = ledger.Transaction(now, settlement_id=settlement_id)
-    for account, amount, code in await session.execute(
-        select(entries.c.account, entries.c.amount_fen, entries.c.code).where(entries.c.settlement_id == settlement_id)
-    ):
-        transaction.add(account, -amount, ledger.REVERSAL_OF[ledger.Why(code)])
-    await _insert(session, entries, transaction.rows())
+    settled = [
+        Posting(account, amount, Why(code))
+        for account, amount, code in await session.execute(
+            select(entries.c.account, entries.c.amount_fen, entries.c.code).where(
+                entries.c.settlement_id == settlement_id
+            )
+        )
+    ]
+    await _insert(session, entries, ledger.entry_rows(reversal_postings(settled), now, settlement_id=settlement_id))

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import copy
+import uuid
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+from adjudication.ledger import REVERSAL_OF, Posting, Why, net_by_account
+from api.db import models
+from api.db.session import create_engine, create_sessionmaker
 from tests.api.conftest import Service
 from tests.api.documents import (
     ACCUMULATORS,
@@ -43,6 +48,20 @@ async def accumulators(service: Service, person: str = MEMBER, year: int = 2026)
 
 def funds(settlement: dict[str, Any]) -> dict[str, str]:
     return {fund["plan"]: fund["amount"] for fund in settlement["explanation"]["funds"]}
+
+
+async def ledger_postings(service: Service, settlement_id: str) -> list[Posting]:
+    """The stored ledger postings of one settlement (its own and its reversal's), in a stable order."""
+    engine = create_engine(service.database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            entries = models.LedgerEntry.__table__
+            query = select(entries).where(entries.c.settlement_id == uuid.UUID(settlement_id))
+            rows = (await session.execute(query)).mappings().all()
+    finally:
+        await engine.dispose()
+    postings = [Posting(row["account"], row["amount_fen"], Why(row["code"])) for row in rows]
+    return sorted(postings, key=lambda p: (p.account, p.why, p.amount_fen))
 
 
 async def test_a_claim_settles_as_scenario_md_computes_it_and_moves_the_money(service: Service) -> None:
@@ -178,6 +197,26 @@ async def test_a_reversal_subtracts_exactly_what_the_settlement_added_and_return
     assert totals["units:XL01XC00001"] == 2
     money = (await pools(service))["NHSA-310100"]
     assert (money["drawn"], money["returned"], money["balance"]) == ("3120.00", "960.00", "97840.00")
+
+
+async def test_a_settlement_posts_the_whole_bill_to_the_institution_and_its_reversal_the_exact_opposite(
+    service: Service,
+) -> None:
+    settled = await settle(service, claim("S-1"))
+    await service.graphql(REVERSE, {"input": {"id": settled["id"], "reason": "wrong drug"}})
+
+    postings = await ledger_postings(service, settled["id"])
+    settlement = [p for p in postings if p.why in REVERSAL_OF]
+    reversal = [p for p in postings if p.why not in REVERSAL_OF]
+
+    assert net_by_account(settlement) == {
+        f"institution:{HOSPITAL}:claims": 320_000,
+        f"patient:{MEMBER}:cash": -122_000,
+        f"payer:MA-UNION:pool@{HOSPITAL}": -102_000,
+        f"payer:NHSA-310100:pool@{HOSPITAL}": -96_000,
+    }
+    opposite = [Posting(p.account, -p.amount_fen, REVERSAL_OF[p.why]) for p in settlement]
+    assert reversal == sorted(opposite, key=lambda p: (p.account, p.why, p.amount_fen))
 
 
 async def test_a_settlement_is_reversed_once(service: Service) -> None:

@@ -231,3 +231,9 @@ def cases(draw: st.DrawFn) -> tuple[Claim, Patient, Institution, Formulary, tupl
         draw(formularies()),
         plan_list,
     )
+
+
+PAYERS = ("CHARITY-X", "INS-A", "INS-B", "MA-UNION", "NHSA-310100")
+
+payer_amounts = st.dictionaries(st.sampled_from(PAYERS), fen)
+"""Amounts by payer code: what payers owe on a settlement, or their pools' balances."""
