@@ -114,7 +114,7 @@ def rebates(principal: Principal) -> ColumnElement[bool]:
     if not principal.has(Grant.PRICE_AUDIT):
         return false()
     if principal.role is Role.SUPERVISOR:
-        settlements = models.Settlement.__table__
+        settlements = models.Settlement.__table__.alias("rebate_settlement")  # the caller may join settlements too
         return exists().where(
             settlements.c.id == table.c.settlement_id, settlements.c.region.in_(sorted(principal.regions))
         )
