@@ -66,6 +66,7 @@ async def destroy_keys_of(service: Service, insurer: str) -> None:
     for key_id in sorted(wrapping):
         if keyring.state(key_id) is not KeyState.DESTROYED:
             management.destroy(keyring, key_id)
+    keyring.create(insurer_tenant(insurer))  # the keyring is shared by the session's tests: later ones need a key
     await asyncio.sleep(FileKeyring.SCAN_SECONDS + 0.1)
 
 
