@@ -99,12 +99,12 @@ def graphql_asks(regions: Regions, region: str) -> list[tuple[str, dict[str, Any
             "query($i: String!, $s: String!) { settlementBySerial(institution: $i, serial: $s) { id } }",
             {"i": institution, "s": car_t["serial"]},
         ),
-        (f"query {{ settlements(first: 200) {{ {page} }} }}", {}),
+        (f"query {{ settlements(first: 100) {{ {page} }} }}", {}),
         (
-            f"query($i: String) {{ settlements(first: 200, filter: {{institution: $i}}) {{ {page} }} }}",
+            f"query($i: String) {{ settlements(first: 100, filter: {{institution: $i}}) {{ {page} }} }}",
             {"i": institution},
         ),
-        (f"query($p: String) {{ settlements(first: 200, filter: {{payer: $p}}) {{ {page} }} }}", {"p": insurer}),
+        (f"query($p: String) {{ settlements(first: 100, filter: {{payer: $p}}) {{ {page} }} }}", {"p": insurer}),
         (
             "query($p: String!) { person(psnNo: $p) { psnNo region accumulators(year: 2026) { plan } } }",
             {"p": person},
@@ -124,11 +124,11 @@ def graphql_asks(regions: Regions, region: str) -> list[tuple[str, dict[str, Any
             {"r": region},
         ),
         (
-            "query($r: String) { anomalies(first: 200, filter: {region: $r}) "
+            "query($r: String) { anomalies(first: 100, filter: {region: $r}) "
             "{ edges { node { id institution region settlementId } } } }",
             {"r": region},
         ),
-        ("query { anomalies(first: 200) { edges { node { id institution region settlementId } } } }", {}),
+        ("query { anomalies(first: 100) { edges { node { id institution region settlementId } } } }", {}),
         (
             "query($c: String!) { traceCode(code: $c) { code institution settlementId } }",
             {"c": regions.codes(region)[0]},
