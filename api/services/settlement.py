@@ -122,9 +122,9 @@ async def _settle(runtime: Runtime, principal: Principal, request: ClaimRequest,
         await tracing.write_sale(session, decision.trace)
         pools = await _fund(session, request.institution, decision, lock=True)  # the pool locks: last, briefly
         await _write_money(session, request, decision, pools, now)
-        await audit.append(session, *decision.facts.disclosures)
-        await audit.append(
+        await audit.append(  # one INSERT: the prices decrypted for this claim, and the write
             session,
+            *decision.facts.disclosures,
             audit.AuditRecord(
                 audit.Actor.of(principal),
                 "settle",
