@@ -342,13 +342,15 @@ def _rebate(
     formulary: Formulary,
 ) -> Rebate | None:
     """The manufacturer's rebate on a line, owed to the first insurer in waterfall order that paid
-    on it and lists the drug in its commercial catalogue: units × (list − settlement price), ≥ 0.
+    on it and lists the drug in its commercial catalogue: units × (list − settlement price), ≥ 0;
+    not computable (None) when that price is unknown. Nothing else depends on the price.
     """
     for plan in waterfall:
         if not paid[plan.id][index]:
             continue
         entry = formulary.commercial.get((drug, plan.payer))
         if entry is not None:
-            amount = units * max(0, unit_price - entry.settlement_price)
+            price = entry.settlement_price
+            amount = None if price is None else units * max(0, unit_price - price)
             return Rebate(line=index, drug=drug, insurer=plan.payer, amount=amount)
     return None

@@ -71,12 +71,14 @@ class CommercialEntry:
     """A drug of the commercial innovative-drug catalogue under one insurer.
 
     `settlement_price` is that insurer's confidential negotiated price per unit. Claims are split
-    on list prices; this price only derives the manufacturer's rebate to the insurer.
+    on list prices; this price only derives the manufacturer's rebate to the insurer. None: the
+    caller could not read it (its insurer's key was destroyed): the drug is still in the
+    catalogue, and the rebate on it is not computable.
     """
 
     drug: str
     insurer: str
-    settlement_price: Fen
+    settlement_price: Fen | None
 
 
 _EMPTY_BASIC: Mapping[str, BasicEntry] = MappingProxyType({})

@@ -67,12 +67,15 @@ class LineResult:
 
 @dataclass(frozen=True, slots=True)
 class Rebate:
-    """What the manufacturer owes an insurer on one line: units × (list − settlement price)."""
+    """What the manufacturer owes an insurer on one line: units × (list − settlement price).
+    `amount` is None when the settlement price was not known (not computable): the insurer is
+    still named, so that it sees which rebates it lost.
+    """
 
     line: int
     drug: str
     insurer: str
-    amount: Fen
+    amount: Fen | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -639,7 +639,12 @@ def render(result: Adjudication) -> dict[str, object]:
             for line in result.lines
         ],
         "rebates": [
-            {"line": rebate.line, "drug": rebate.drug, "insurer": rebate.insurer, "amount": format_yuan(rebate.amount)}
+            {
+                "line": rebate.line,
+                "drug": rebate.drug,
+                "insurer": rebate.insurer,
+                "amount": None if rebate.amount is None else format_yuan(rebate.amount),
+            }
             for rebate in result.rebates
         ],
         "accumulators": {

@@ -378,7 +378,9 @@ class SettlementAccumulatorChange(Base):
 
 class SettlementRebate(Base):
     """A manufacturer's rebate owed to an insurer on one line. Derived from the confidential
-    price, so encrypted like it (tenant `insurer:{code}`).
+    price, so encrypted like it (tenant `insurer:{code}`). `not_computable`: the insurer's price
+    could not be read when the claim settled (its key was destroyed); no amount was derived, and
+    the row stays so that the insurer sees which rebates it lost.
     """
 
     __tablename__ = "settlement_rebates"
@@ -388,7 +390,15 @@ class SettlementRebate(Base):
     line_index: Mapped[int] = mapped_column(Integer)
     drug_code: Mapped[str] = mapped_column(Code)
     insurer_code: Mapped[str] = mapped_column(Code, index=True)
-    amount_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default="computed")
+    amount_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    __table_args__ = (
+        CheckConstraint(
+            "(status = 'computed' AND amount_ct IS NOT NULL) OR (status = 'not_computable' AND amount_ct IS NULL)",
+            name="status",
+        ),
+    )
 
 
 class LedgerEntry(Base):

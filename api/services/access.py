@@ -7,7 +7,8 @@ simply not found, exactly like one that does not exist.
     hospital, pharmacy      their own institution: its settlements, its pools; people of its region
     insurer, mutual aid,    settlements their plans paid on; their own plans, catalogue entries,
     charity                 pools and rebates
-    supervisor              everything in their regions (prices only with the price-audit grant)
+    supervisor              everything in their regions (prices and rebates only with the
+                            price-audit grant, and still only those of their regions)
     admin                   reference data: institutions, people, plans, catalogues, pools; no claims
 """
 
@@ -99,6 +100,23 @@ def catalogue(principal: Principal) -> ColumnElement[bool]:
         versions = models.FormularyVersion.__table__
         return exists().where(
             versions.c.id == table.c.formulary_version_id, versions.c.region.in_(sorted(principal.regions))
+        )
+    return true() if principal.role is Role.ADMIN else false()
+
+
+def rebates(principal: Principal) -> ColumnElement[bool]:
+    """A manufacturer's rebate: its insurer's; a price auditor's (the price-audit grant) of the
+    claims of its regions, for a supervisor; every one for the admin holding the grant.
+    """
+    table = models.SettlementRebate.__table__
+    if principal.role is Role.INSURER:
+        return table.c.insurer_code == principal.org
+    if not principal.has(Grant.PRICE_AUDIT):
+        return false()
+    if principal.role is Role.SUPERVISOR:
+        settlements = models.Settlement.__table__.alias("rebate_settlement")  # the caller may join settlements too
+        return exists().where(
+            settlements.c.id == table.c.settlement_id, settlements.c.region.in_(sorted(principal.regions))
         )
     return true() if principal.role is Role.ADMIN else false()
 

@@ -2,16 +2,24 @@
 and plans in force on the service date (as engine values).
 
 Formulary and plan versions never change once loaded, so their engine values are cached by
-version id; everything else is read for each request.
+version id; everything else is read for each request. The cache never holds a confidential
+price in clear: a formulary version is cached with its settlement prices still sealed, and each
+claim decrypts only the prices it may need (its drugs, under the insurers whose plans are in
+force for the patient), one by one. So destroying an insurer's master key (crypto-shredding)
+stops new settlements from reading its prices as soon as the keyring shows it (the cipher
+checks a data key's master key on every use), and it stops nothing else: a price that cannot be
+read is unknown to the engine, which still splits the claim (on list prices) and marks that
+insurer's rebate not computable.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from types import MappingProxyType
 from typing import Generic, TypeVar
 
 from sqlalchemy import FromClause, func, select
@@ -32,7 +40,7 @@ from adjudication import (
     Visit,
 )
 from adjudication.scenario import read_plan
-from api.crypto.envelope import FieldCipher, Place
+from api.crypto.envelope import FieldCipher, Place, ValueUnreadable
 from api.crypto.tenants import insurer_tenant
 from api.db import models
 from api.errors import ServiceError
@@ -66,11 +74,33 @@ class LRU(Generic[K, V]):
             self.items.popitem(last=False)
 
 
+@dataclass(frozen=True, slots=True)
+class SealedPrice:
+    """A commercial catalogue entry with its settlement price as stored: encrypted."""
+
+    entry_id: uuid.UUID
+    drug: str
+    insurer: str
+    ciphertext: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FormularyVersion:
+    """A formulary version as engine values, its confidential prices still sealed: what may be
+    cached. `formulary` holds the basic entries and no commercial entry; `sealed` the commercial
+    entries by drug.
+    """
+
+    id: uuid.UUID
+    formulary: Formulary
+    sealed: Mapping[str, tuple[SealedPrice, ...]]
+
+
 @dataclass(slots=True)
 class VersionCache:
-    """Engine values of immutable formulary and plan versions, by version id."""
+    """Engine values of immutable formulary and plan versions, by version id (no clear price)."""
 
-    formularies: LRU[uuid.UUID, Formulary]
+    formularies: LRU[uuid.UUID, FormularyVersion]
     plans: LRU[uuid.UUID, Plan]
 
     @classmethod
@@ -101,20 +131,31 @@ class Facts:
         return tuple(plan.plan for plan in self.plans)
 
 
-async def load_facts(session: AsyncSession, request: ClaimRequest, cache: VersionCache, cipher: FieldCipher) -> Facts:
+async def load_facts(
+    session: AsyncSession, request: ClaimRequest, cache: VersionCache, cipher: FieldCipher, *, prices: bool = True
+) -> Facts:
+    """The facts of `request`. With `prices` False (a pre-settlement, which shows no rebate) no
+    confidential price is decrypted: the split is the same without them.
+    """
     institution = await _institution(session, request.institution)
     person_id, patient_index, patient = await _person(session, request.person)
     await _check_drugs(session, request)
-    disclosures: list[audit.AuditRecord] = []
-    version_id, formulary = await formulary_in_force(
-        session, institution.region, request.service_date, cache, cipher, disclosures
-    )
+    version = await formulary_in_force(session, institution.region, request.service_date, cache)
     plans = await plans_in_force(session, patient.region, request.service_date, cache)
     if not plans:
         await _refuse_before_rules(session, models.PlanVersion.__table__, patient.region, request.service_date, "plan")
     if request.visit is Visit.PHARMACY and institution.kind is not InstitutionKind.PHARMACY:
         raise ServiceError(ErrorCode.VISIT_MISMATCH, "only a pharmacy submits pharmacy claims", "claim.visit")
-    return Facts(institution, person_id, patient_index, patient, version_id, formulary, plans, tuple(disclosures))
+    disclosures: list[audit.AuditRecord] = []
+    formulary = await formulary_for_claim(
+        session,
+        version,
+        {line.drug for line in request.lines},
+        {plan.plan.payer for plan in plans},
+        cipher if prices else None,
+        disclosures,
+    )
+    return Facts(institution, person_id, patient_index, patient, version.id, formulary, plans, tuple(disclosures))
 
 
 async def _institution(session: AsyncSession, code: str) -> Institution:
@@ -155,18 +196,8 @@ async def _check_drugs(session: AsyncSession, request: ClaimRequest) -> None:
             )
 
 
-async def formulary_in_force(
-    session: AsyncSession,
-    region: str,
-    on: date,
-    cache: VersionCache,
-    cipher: FieldCipher,
-    disclosures: list[audit.AuditRecord],
-) -> tuple[uuid.UUID, Formulary]:
-    """The version in force, as engine values. Its confidential prices are decrypted once per
-    version and process (the engine derives the insurers' rebates from them); the decryption is
-    added to `disclosures`, for the caller to audit when its transaction allows.
-    """
+async def formulary_in_force(session: AsyncSession, region: str, on: date, cache: VersionCache) -> FormularyVersion:
+    """The version in force, as engine values, its prices sealed (cached by version id)."""
     versions = models.FormularyVersion.__table__
     row = (
         await session.execute(
@@ -183,58 +214,98 @@ async def formulary_in_force(
         )
     cached = cache.formularies.get(row.id)
     if cached is not None:
-        return row.id, cached
+        return cached
     basic = models.BasicEntry.__table__
     commercial = models.CommercialEntry.__table__
     basic_rows = (await session.execute(select(basic).where(basic.c.formulary_version_id == row.id))).all()
     commercial_rows = (
-        await session.execute(select(commercial).where(commercial.c.formulary_version_id == row.id))
+        await session.execute(
+            select(commercial)
+            .where(commercial.c.formulary_version_id == row.id)
+            .order_by(commercial.c.drug_code, commercial.c.insurer_code)
+        )
     ).all()
-    formulary = Formulary.of(
-        basic=tuple(
-            BasicEntry(
-                drug=entry.drug_code,
-                category=Category(entry.category),
-                payment_standard=entry.payment_standard_fen,
-                self_pay_first_ratio=entry.self_pay_first_ratio_ppm,
-                negotiated=entry.negotiated,
-                dual_channel=entry.dual_channel,
-                restricted_diagnoses=tuple(entry.restricted_diagnoses),
-                restricted_visits=frozenset(Visit(visit) for visit in entry.restricted_visits),
-            )
-            for entry in basic_rows
-        ),
-        self_pay_first_ratio=row.self_pay_first_ratio_ppm,
-        commercial=tuple(
-            [
-                CommercialEntry(
-                    entry.drug_code,
-                    entry.insurer_code,
-                    await cipher.decrypt_amount(
-                        Place(
-                            "commercial_entries", "settlement_price_ct", entry.id, insurer_tenant(entry.insurer_code)
-                        ),
-                        entry.settlement_price_ct,
-                        session,
-                    ),
+    sealed: dict[str, list[SealedPrice]] = {}
+    for entry in commercial_rows:
+        sealed.setdefault(entry.drug_code, []).append(
+            SealedPrice(entry.id, entry.drug_code, entry.insurer_code, entry.settlement_price_ct)
+        )
+    version = FormularyVersion(
+        id=row.id,
+        formulary=Formulary.of(
+            basic=tuple(
+                BasicEntry(
+                    drug=entry.drug_code,
+                    category=Category(entry.category),
+                    payment_standard=entry.payment_standard_fen,
+                    self_pay_first_ratio=entry.self_pay_first_ratio_ppm,
+                    negotiated=entry.negotiated,
+                    dual_channel=entry.dual_channel,
+                    restricted_diagnoses=tuple(entry.restricted_diagnoses),
+                    restricted_visits=frozenset(Visit(visit) for visit in entry.restricted_visits),
                 )
-                for entry in commercial_rows
-            ]
+                for entry in basic_rows
+            ),
+            self_pay_first_ratio=row.self_pay_first_ratio_ppm,
         ),
+        sealed=MappingProxyType({drug: tuple(entries) for drug, entries in sealed.items()}),
     )
-    if commercial_rows:
+    cache.formularies.put(row.id, version)
+    return version
+
+
+async def formulary_for_claim(
+    session: AsyncSession,
+    version: FormularyVersion,
+    drugs: Collection[str],
+    insurers: Collection[str],
+    cipher: FieldCipher | None,
+    disclosures: list[audit.AuditRecord],
+) -> Formulary:
+    """The formulary one claim is adjudicated on: the version's basic entries, and the commercial
+    entries of the claim's drugs under `insurers` (the payers of the plans in force: no one else
+    can be owed a rebate on this claim), each price decrypted on its own, for this claim only.
+
+    A price whose insurer's master key was destroyed is unknown (None): the claim settles, and
+    that insurer's rebate is not computable. Any other unreadable price (altered, moved) is an
+    integrity failure and refuses the claim, loudly. Without a cipher no price is decrypted.
+    The decryptions are added to `disclosures`, for the caller to audit with its transaction.
+    """
+    entries: list[CommercialEntry] = []
+    decrypted: list[str] = []
+    for drug in sorted(set(drugs)):
+        for sealed in version.sealed.get(drug, ()):
+            if sealed.insurer not in insurers:
+                continue
+            price: int | None = None
+            if cipher is not None:
+                place = Place(
+                    "commercial_entries", "settlement_price_ct", sealed.entry_id, insurer_tenant(sealed.insurer)
+                )
+                try:
+                    price = await cipher.decrypt_amount(place, sealed.ciphertext, session)
+                    decrypted.append(str(sealed.entry_id))
+                except ValueUnreadable:
+                    price = None  # crypto-shredded: this insurer's rebate is not computable
+            entries.append(CommercialEntry(sealed.drug, sealed.insurer, price))
+    if decrypted:
         disclosures.append(
             audit.AuditRecord(
                 ADJUDICATION,
                 "decrypt commercial_entries.settlement_price_ct",
                 "allowed",
                 datetime.now(UTC),
-                f"formulary_version:{row.id}",
-                {"values": len(commercial_rows), "purpose": "adjudication (rebates)"},
+                f"formulary_version:{version.id}",
+                {"entries": decrypted, "purpose": "adjudication (rebates)"},
             ),
         )
-    cache.formularies.put(row.id, formulary)
-    return row.id, formulary
+    if not entries:
+        return version.formulary
+    return Formulary.of(
+        basic=tuple(version.formulary.basic.values()),
+        self_pay_first_ratio=version.formulary.self_pay_first_ratio,
+        commercial=tuple(entries),
+    )
 
 
 async def _refuse_before_rules(session: AsyncSession, versions: FromClause, region: str, on: date, what: str) -> None:

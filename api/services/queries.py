@@ -6,7 +6,7 @@ accumulators, an institution and its prepayment pools, plans, the commercial cat
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adjudication import ErrorCode
 from api.auth import Principal
-from api.crypto.envelope import Place
+from api.crypto.envelope import DecryptionError, Place
 from api.crypto.tenants import insurer_tenant
 from api.db import models
 from api.errors import ServiceError
@@ -207,19 +207,44 @@ async def person_by_id_number(runtime: Runtime, principal: Principal, id_number:
 
 
 @dataclass(frozen=True, slots=True)
+class LostRebate:
+    """A rebate a statement cannot count: `not_computable` (the insurer's price was unreadable
+    when the claim settled) or `unreadable` (computed, but its key has since been destroyed).
+    """
+
+    settlement_id: uuid.UUID
+    line: int
+    units: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class StatementLine:
+    insurer: str
     manufacturer: str
     drug: str
     period: str
     units: int
+    """Units whose rebate is in `amount_fen`."""
     amount_fen: int
+    lost: tuple[LostRebate, ...] = ()
+
+
+@dataclass(slots=True)
+class _Totals:
+    units: int = 0
+    amount_fen: int = 0
+    lost: list[LostRebate] = field(default_factory=list)
 
 
 async def rebate_statement(
-    runtime: Runtime, principal: Principal, insurer: str, start: date, end: date
+    runtime: Runtime, principal: Principal, insurer: str | None, start: date, end: date
 ) -> list[StatementLine]:
-    """What each manufacturer owes `insurer`, per drug and month of service, from the live
-    settlements in [start, end]. Every rebate is decrypted; the read is audited.
+    """What manufacturers owe, per insurer, drug and month of service, from the live settlements
+    in [start, end]: the rebates the caller may see (access.rebates: an insurer its own, a price
+    auditor those of its regions), of `insurer` only when given. Each rebate is decrypted; one
+    that cannot be (not computable, or its key destroyed) is listed as lost, not counted. The
+    read is audited.
     """
     settlements = models.Settlement.__table__
     rebates = models.SettlementRebate.__table__
@@ -231,22 +256,36 @@ async def rebate_statement(
         .join(lines, (lines.c.settlement_id == rebates.c.settlement_id) & (lines.c.line_index == rebates.c.line_index))
         .join(drugs, drugs.c.code == rebates.c.drug_code)
         .where(
-            rebates.c.insurer_code == insurer,
+            access.rebates(principal),
             settlements.c.status == "settled",
             settlements.c.service_date >= start,
             settlements.c.service_date <= end,
         )
+        .order_by(rebates.c.settlement_id, rebates.c.line_index)
     )
-    totals: dict[tuple[str, str, str], list[int]] = {}
+    if insurer is not None:
+        statement = statement.where(rebates.c.insurer_code == insurer)
+    totals: dict[tuple[str, str, str, str], _Totals] = {}
+    decrypted = 0
     async with runtime.sessions() as session:
         rows = (await session.execute(statement)).mappings().all()
-    for row in rows:
-        place = Place("settlement_rebates", "amount_ct", row["id"], insurer_tenant(insurer))
-        amount = await runtime.cipher.decrypt_amount(place, row["amount_ct"])
-        key = (row["manufacturer"], row["drug_code"], row["service_date"].strftime("%Y-%m"))
-        total = totals.setdefault(key, [0, 0])
-        total[0] += row["quantity"] - row["donated_units"]
-        total[1] += amount
+        for row in rows:
+            key = (row["insurer_code"], row["manufacturer"], row["drug_code"], row["service_date"].strftime("%Y-%m"))
+            total = totals.setdefault(key, _Totals())
+            units = row["quantity"] - row["donated_units"]
+            lost = LostRebate(row["settlement_id"], row["line_index"], units, "not_computable")
+            if row["status"] != "computed":
+                total.lost.append(lost)
+                continue
+            place = Place("settlement_rebates", "amount_ct", row["id"], insurer_tenant(row["insurer_code"]))
+            try:
+                amount = await runtime.cipher.decrypt_amount(place, row["amount_ct"], session)
+            except DecryptionError:
+                total.lost.append(replace(lost, reason="unreadable"))
+                continue
+            decrypted += 1
+            total.units += units
+            total.amount_fen += amount
     await audit.append_alone(
         runtime.sessions,
         audit.AuditRecord(
@@ -254,8 +293,11 @@ async def rebate_statement(
             "decrypt settlement_rebates.amount_ct",
             "allowed",
             runtime.clock(),
-            f"rebate statement:{insurer}:{start}..{end}",
-            {"rebates": len(rows)},
+            f"rebate statement:{insurer or 'all'}:{start}..{end}",
+            {"rebates": decrypted, "lost": len(rows) - decrypted},
         ),
     )
-    return [StatementLine(m, d, p, units, amount) for (m, d, p), (units, amount) in sorted(totals.items())]
+    return [
+        StatementLine(i, m, d, p, total.units, total.amount_fen, tuple(total.lost))
+        for (i, m, d, p), total in sorted(totals.items())
+    ]

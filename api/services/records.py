@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from adjudication import Adjudication, Part
 from api.auth import Principal
-from api.crypto.envelope import FieldCipher, Place
+from api.crypto.envelope import DecryptionError, FieldCipher, Place
 from api.crypto.tenants import insurer_tenant
 from api.db import models
 from api.ids import uuid7
@@ -85,12 +85,18 @@ class LineView:
 
 @dataclass(frozen=True, slots=True)
 class RebateView:
-    """A rebate; `amount_fen` is None (masked) unless the caller may read the insurer's prices."""
+    """A rebate. `computable` is False when the insurer's price could not be read when the claim
+    settled: there is no amount. Otherwise `amount_fen` is None (masked) unless the caller may
+    read the insurer's prices, and `unreadable` says why a rebate the caller may read could not
+    be decrypted (its key destroyed): an error of that field alone, not of the settlement.
+    """
 
     line: int
     drug: str
     insurer: str
     amount_fen: int | None
+    computable: bool = True
+    unreadable: DecryptionError | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +305,8 @@ async def read_settlements(
 
     Rebates are decrypted only for the callers who may read their insurer's prices (each such
     decryption is added to `disclosures`, for the caller to audit); for everyone else their
-    amounts are masked.
+    amounts are masked. A rebate that cannot be decrypted (its insurer's key destroyed) is kept
+    with its error, for its own field to report: the rest of the settlement reads.
     """
     if not ids:
         return {}
@@ -332,13 +339,20 @@ async def read_settlements(
     for rebate in (
         await session.execute(select(rebates).where(rebates.c.settlement_id.in_(rows)).order_by(rebates.c.line_index))
     ).mappings():
-        amount = None
-        if access.may_read_price(principal, rebate["insurer_code"]):
+        amount: int | None = None
+        unreadable: DecryptionError | None = None
+        computable = rebate["status"] == "computed"
+        if computable and access.may_read_price(principal, rebate["insurer_code"]):
             place = Place("settlement_rebates", "amount_ct", rebate["id"], insurer_tenant(rebate["insurer_code"]))
-            amount = await cipher.decrypt_amount(place, rebate["amount_ct"], session)
-            decrypted.append(str(rebate["id"]))
+            try:
+                amount = await cipher.decrypt_amount(place, rebate["amount_ct"], session)
+                decrypted.append(str(rebate["id"]))
+            except DecryptionError as error:
+                unreadable = error
         shown[rebate["settlement_id"]].append(
-            RebateView(rebate["line_index"], rebate["drug_code"], rebate["insurer_code"], amount)
+            RebateView(
+                rebate["line_index"], rebate["drug_code"], rebate["insurer_code"], amount, computable, unreadable
+            )
         )
     if decrypted:
         disclosures.append(

@@ -101,7 +101,7 @@ async def pre_settle(runtime: Runtime, principal: Principal, request: ClaimReque
     await authorize_claims(runtime.sessions, principal, "preSettle", request.institution, now, "claim.institution")
     _check_service_date(runtime, request, now)
     async with runtime.sessions() as session:  # never committed: closing the session rolls back
-        decision = await _decide(session, runtime, request, now, lock=False)
+        decision = await _decide(session, runtime, request, now, lock=False, prices=False)
         decision, _, _ = await _fund(session, request.institution, decision, lock=False)
     await audit.append_alone(runtime.sessions, *decision.facts.disclosures)
     return view(decision.rows, request.person)
@@ -149,9 +149,9 @@ async def _settle(runtime: Runtime, principal: Principal, request: ClaimRequest,
         # the pool locks: last, briefly
         decision, funding, pools = await _fund(session, request.institution, decision, lock=True)
         await _write_money(session, request, decision, funding, pools, now)
-        await audit.append(session, *decision.facts.disclosures)
-        await audit.append(
+        await audit.append(  # one INSERT: the prices decrypted for this claim, and the write
             session,
+            *decision.facts.disclosures,
             audit.AuditRecord(
                 audit.Actor.of(principal),
                 "settle",
@@ -218,9 +218,12 @@ async def _existing(
 
 
 async def _decide(
-    session: AsyncSession, runtime: Runtime, request: ClaimRequest, now: datetime, *, lock: bool
+    session: AsyncSession, runtime: Runtime, request: ClaimRequest, now: datetime, *, lock: bool, prices: bool = True
 ) -> Decision:
-    facts = await load_facts(session, request, runtime.cache, runtime.cipher)
+    """Load, lock (when `lock`), adjudicate. Without `prices` (a pre-settlement shows no rebate)
+    no confidential price is decrypted; the split is the same.
+    """
+    facts = await load_facts(session, request, runtime.cache, runtime.cipher, prices=prices)
     plan_codes = sorted(plan.plan.id for plan in facts.plans if plan.plan.in_kind is None)
     drugs = {line.drug for line in request.lines}
     drugs |= {plan.plan.in_kind.drug for plan in facts.plans if plan.plan.in_kind is not None}
@@ -422,12 +425,18 @@ async def _write_money(
 
 
 async def _sealed_rebates(session: AsyncSession, cipher: FieldCipher, rebates: Sequence[Row]) -> list[Row]:
-    """Rebates derive from the confidential price: each is encrypted under its insurer's keys."""
+    """Rebates derive from the confidential price: each is encrypted under its insurer's keys.
+    One whose price was unreadable has no amount: it is stored as not computable.
+    """
     sealed = []
     for rebate in rebates:
-        place = Place("settlement_rebates", "amount_ct", rebate["id"], insurer_tenant(rebate["insurer_code"]))
         clear = {key: value for key, value in rebate.items() if key != "amount_fen"}
-        sealed.append(clear | {"amount_ct": await cipher.encrypt_amount(session, place, rebate["amount_fen"])})
+        if rebate["amount_fen"] is None:
+            sealed.append(clear | {"status": "not_computable", "amount_ct": None})
+            continue
+        place = Place("settlement_rebates", "amount_ct", rebate["id"], insurer_tenant(rebate["insurer_code"]))
+        amount_ct = await cipher.encrypt_amount(session, place, rebate["amount_fen"])
+        sealed.append(clear | {"status": "computed", "amount_ct": amount_ct})
     return sealed
 
 

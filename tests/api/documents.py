@@ -166,6 +166,52 @@ REFERENCE_DATA: dict[str, Any] = {
 }
 
 
+SECOND_REGION = "320100"
+IN_SECOND_REGION: dict[str, str] = {
+    REGION: SECOND_REGION,
+    "NHSA-310100": "NHSA-320100",
+    "Shanghai medical insurance fund": "Nanjing medical insurance fund",
+    "INS-A": "INS-B",
+    "Insurer A": "Insurer B",
+    "MA-UNION": "MA-UNION-B",
+    "CHARITY-X": "CHARITY-Y",
+    HOSPITAL: "H320003",
+    SMALL_HOSPITAL: "H320001",
+    PHARMACY: "P320001",
+    MEMBER: "Q0001",
+    RESIDENT: "Q0002",
+    EMPLOYEE: "Q0003",
+    "310101198001010012": "320102198001010016",
+    "310101199002020024": "320102199002020028",
+    "310101197503030036": "320102197503030030",
+    **{plan: f"{plan}-B" for plan in ("BASIC-EMP", "BASIC-RES", "SERIOUS", "HMB", "MA", "PAP")},
+    **{grant: f"{grant}-B" for grant in ("G-NHSA-H3", "G-INSA-H3", "G-MA-H3", "G-NHSA-P")},
+}
+"""The second region's counterpart of each code (and ID number) of the first."""
+SECOND_REGION_PRICE = "95000.00"  # INS-B's settlement price of CAR_T: its rebate is 25000.00 a unit at 120000.00
+
+
+def in_second_region(value: Any) -> Any:
+    """`value` (a code, a claim, a document) with every code of the first region replaced by its
+    counterpart in the second.
+    """
+    if isinstance(value, dict):
+        return {key: in_second_region(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [in_second_region(item) for item in value]
+    return IN_SECOND_REGION.get(value, value) if isinstance(value, str) else value
+
+
+def second_region_data() -> dict[str, Any]:
+    """A second pooling region built like the first: its own institutions, people, plans, pools,
+    insurer (INS-B, with its own confidential price), mutual aid and charity; the same drugs.
+    """
+    document: dict[str, Any] = in_second_region({k: v for k, v in REFERENCE_DATA.items() if k != "drugs"})
+    document["people"] = [person for person in document["people"] if person["psn_no"] != ELSEWHERE]
+    document["formulary"]["commercial"][0]["settlement_price"] = SECOND_REGION_PRICE
+    return document
+
+
 def claim(
     serial: str,
     *,

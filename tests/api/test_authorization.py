@@ -1,18 +1,28 @@
-"""The authorization matrix: every query and mutation of the schema, as every role, against an
-object of its own tenant and one of another tenant (another institution, payer or region).
+"""The authorization matrix: every query, mutation and CSV export of the service, called by every
+role from each of two pooling regions built alike (each with its own institutions, people, plans,
+pools, insurer, mutual aid and charity), against the object of its own region and the same
+object of the other region.
 
-The fields are found by introspection: a field added to the schema without a row in EXPECTED
-fails `test_every_field_of_the_schema_is_in_the_matrix`. Outcomes:
+The fields are found by introspection and the exports by the app's routes: a field or export
+added without a row in EXPECTED fails `test_every_field_and_export_of_the_service_is_in_the_matrix`.
+A caller is a role, its region and its grants (`supervisor+price_audit@320100`); its row in
+EXPECTED is looked up as role+grants, then as role. Outcomes:
 
-    own     the caller's own object is visible (or the write succeeds); another tenant's reads
-            as not found (null, absent from a list, or NotFound)
-    all     both are visible (the register of institutions, for payers and the admin)
-    deny    the role may not use the field at all: FORBIDDEN (a typed Forbidden for mutations)
+    own     the object of the caller's region (its institution's, its payer's, its supervised
+            region's) is visible, or the write succeeds; the other region's reads as not found
+            (null, absent from a list, an empty or 404 export, or NotFound)
+    all     both are visible (the register of institutions for payers; the admin's reference data)
+    deny    the role may not use it at all: FORBIDDEN (a typed Forbidden for mutations, 403 for exports)
+
+A price auditor is a supervisor all the same: the grant lets it read prices and rebates of its
+own regions, never another region's. `verifyAuditLog` is `all`: the hash chain is one for the
+whole service, and the verification reports its integrity, no region's content.
 """
 
 from __future__ import annotations
 
-import copy
+import csv
+import io
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -20,23 +30,25 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import Service
+from api.app import create_app
+from tests.api.conftest import Service, settings_for
 from tests.api.documents import (
     CAR_T,
-    ELSEWHERE,
     EMPLOYEE,
     HOSPITAL,
     MEMBER,
     OWN_SHARE,
     PHARMACY,
     REFERENCE_DATA,
+    REGION,
+    SECOND_REGION,
     SETTLE,
     claim,
+    in_second_region,
+    second_region_data,
 )
 
-OTHER_REGION = "320100"
-OTHER_HOSPITAL = "H320001"
-ROLES = ("hospital", "pharmacy", "insurer", "mutual_aid", "charity", "supervisor", "admin")
+REGIONS = (REGION, SECOND_REGION)
 ORG = {
     "hospital": HOSPITAL,
     "pharmacy": PHARMACY,
@@ -46,6 +58,43 @@ ORG = {
     "supervisor": "NHSA-SUPERVISION",
     "admin": "NHSA-OPS",
 }
+
+
+def in_region(value: Any, region: str) -> Any:
+    """A code (or claim) of the first region, or its counterpart in `region`."""
+    return value if region == REGION else in_second_region(value)
+
+
+@dataclass(frozen=True)
+class Caller:
+    role: str
+    region: str | None  # None: a role without a region (the admin)
+    grants: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return "+".join((self.role, *self.grants))
+
+    @property
+    def name(self) -> str:
+        return self.label if self.region is None else f"{self.label}@{self.region}"
+
+    @property
+    def org(self) -> str:
+        return in_region(ORG[self.role], self.region or REGION)
+
+
+CALLERS = (
+    *(
+        Caller(role, region)
+        for role in ("hospital", "pharmacy", "insurer", "mutual_aid", "charity", "supervisor")
+        for region in REGIONS
+    ),
+    *(Caller("supervisor", region, ("price_audit",)) for region in REGIONS),
+    Caller("admin", None),
+    Caller("admin", None, ("price_audit",)),
+)
+
 CLAIM_WRITERS = {"hospital": "own", "pharmacy": "own"}
 CLAIM_READERS = {
     "hospital": "own",
@@ -55,13 +104,14 @@ CLAIM_READERS = {
     "charity": "own",
     "supervisor": "own",
 }
+TRACE_READERS = {"hospital": "own", "pharmacy": "own", "supervisor": "own"}
 EXPECTED: dict[str, dict[str, str]] = {
     "settlement": CLAIM_READERS,
     "settlementBySerial": CLAIM_READERS,
     "settlements": CLAIM_READERS,
     "person": {"hospital": "own", "pharmacy": "own", "supervisor": "own", "admin": "all"},
     "personByIdNumber": {"hospital": "own", "pharmacy": "own", "supervisor": "own", "admin": "all"},
-    "rebateStatement": {"insurer": "own"},
+    "rebateStatement": {"insurer": "own", "supervisor+price_audit": "own", "admin+price_audit": "all"},
     "institution": {
         "hospital": "own",
         "pharmacy": "own",
@@ -78,140 +128,105 @@ EXPECTED: dict[str, dict[str, str]] = {
     "reverseSettlement": CLAIM_WRITERS,
     "loadDocument": {"admin": "all"},
     "grantPrepayment": {"admin": "all"},
-    "anomalies": {"hospital": "own", "pharmacy": "own", "supervisor": "own"},
-    "traceCode": {"hospital": "own", "pharmacy": "own", "supervisor": "own"},
+    "anomalies": TRACE_READERS,
+    "traceCode": TRACE_READERS,
     "institutionRisk": {"supervisor": "own"},
     "verifyAuditLog": {"supervisor": "all", "admin": "all"},
-    "handleAnomaly": {"hospital": "own", "pharmacy": "own", "supervisor": "own"},
+    "handleAnomaly": TRACE_READERS,
     "recordPrescription": {"hospital": "all"},
-}
-
-OTHER_TENANTS: dict[str, Any] = {
-    "region": OTHER_REGION,
-    "effective_from": "2026-01-01",
-    "payers": [
-        {"code": "NHSA-320100", "name": "Nanjing medical insurance fund", "kind": "fund", "region": OTHER_REGION},
-        {"code": "INS-B", "name": "Insurer B", "kind": "insurer"},
-    ],
-    "institutions": [
-        {"code": OTHER_HOSPITAL, "name": "Nanjing hospital", "kind": "hospital", "level": 3, "region": OTHER_REGION}
-    ],
-    "formulary": {
-        "basic": copy.deepcopy(REFERENCE_DATA["formulary"]["basic"]),
-        "self_pay_first_ratio": "0.10",
-        "commercial": [{"drug": CAR_T, "insurer": "INS-B", "settlement_price": "95000.00"}],
-    },
-    "trace_policies": [
-        {"institution": OTHER_HOSPITAL, "drug": CAR_T, "no_code_stock": True},
-        {"institution": HOSPITAL, "drug": CAR_T, "no_code_stock": True},
-    ],
-    "plans": [
-        {
-            "id": "BASIC-320100",
-            "payer": "NHSA-320100",
-            "kind": "basic",
-            "base": ["in_scope"],
-            "ratio": {"rate": "0.70"},
-        },
-        {
-            "id": "HMB-B",
-            "payer": "INS-B",
-            "kind": "commercial",
-            "base": ["out_of_scope"],
-            "only_catalogue": "commercial",
-            "ratio": {"rate": "0.50"},
-        },
-    ],
+    "GET /exports/anomalies.csv": TRACE_READERS,
+    "GET /exports/trace-code.csv": TRACE_READERS,
+    "GET /exports/risk.csv": {"supervisor": "own"},
 }
 
 Verdict = str  # "visible", "hidden" or "denied"
+Verdicts = tuple[Verdict, Verdict]  # on the first region's object, on the second's
+
+
+def expected(field: str, caller: Caller) -> Verdicts:
+    row = EXPECTED[field]
+    outcome = row.get(caller.label, row.get(caller.role, "deny"))
+    if outcome == "deny":
+        return "denied", "denied"
+    if outcome == "all":
+        return "visible", "visible"
+    assert caller.region is not None, f"{field}: 'own' needs a caller with a region"
+    return ("visible", "hidden") if caller.region == REGION else ("hidden", "visible")
 
 
 @dataclass
 class World:
-    """The service, its settlements by name, and a caller per role."""
+    """The service, each region's settlements by name, one anomaly per institution, and callers."""
 
     service: Service
-    settlements: dict[str, dict[str, Any]]
+    settlements: dict[str, dict[str, dict[str, Any]]]  # region -> name -> settlement
     serials: itertools.count[int]
     anomalies: dict[str, str]  # institution -> the id of one of its anomalies
 
-    def caller(self, role: str, *, grants: tuple[str, ...] = ()) -> Service:
-        tokens = self.service.tokens
-        regions = ["310100"] if role == "supervisor" else []
-        return self.service.as_(tokens.mint(role, ORG[role], regions=regions, grants=list(grants)))
+    def as_(self, caller: Caller) -> Service:
+        regions = [caller.region] if caller.role == "supervisor" and caller.region else []
+        token = self.service.tokens.mint(caller.role, caller.org, regions=regions, grants=list(caller.grants))
+        return self.service.as_(token)
 
     def serial(self) -> str:
         return f"M-{next(self.serials)}"
 
-    def own_settlement(self, role: str) -> dict[str, Any]:
+    def own_settlement(self, role: str, region: str) -> dict[str, Any]:
         name = {"pharmacy": "pharmacy", "insurer": "car-t", "charity": "donated"}.get(role, "own")
-        return self.settlements[name]
+        return self.settlements[region][name]
+
+
+async def settle_in(region: str, caller: Service, variables: dict[str, Any]) -> dict[str, Any]:
+    result = (await caller.graphql(SETTLE, {"claim": in_region(variables, region)}))["settle"]
+    assert result["__typename"] == "Settlement", result
+    return dict(result)
 
 
 @pytest.fixture
 async def world(service: Service) -> AsyncIterator[World]:
-    assert (await service.load(copy.deepcopy(OTHER_TENANTS)))["__typename"] == "LoadSummary"
-    settled: dict[str, dict[str, Any]] = {}
-
-    async def settle(name: str, as_: Service, variables: dict[str, Any]) -> None:
-        result = (await as_.graphql(SETTLE, {"claim": variables}))["settle"]
-        assert result["__typename"] == "Settlement", result
-        settled[name] = result
-
-    pharmacy = service.as_(service.tokens.pharmacy)
-    elsewhere = service.as_(service.tokens.mint("hospital", OTHER_HOSPITAL))
-    await settle("own", service, claim("W-OWN"))  # basic and mutual aid pay
-    await settle("donated", service, claim("W-DONATED"))  # the year's fourth unit is donated by CHARITY-X
-    await settle(
-        "car-t",
-        service,
-        claim(  # stock from the no-code list: settled, and flagged
-            "W-CART",
-            diagnoses=("C83.3",),
-            lines=[{"drug": CAR_T, "quantity": 1, "unitPrice": "120000.00", "traceCodes": []}],
-        ),
-    )
-    await settle(
-        "pharmacy",
-        pharmacy,
-        claim(
-            "W-PHARM",
-            person=EMPLOYEE,
-            institution=PHARMACY,
-            visit="PHARMACY",
-            diagnoses=("C34.1",),
-            lines=[{"drug": OWN_SHARE, "quantity": 1, "unitPrice": "8000.00"}],
-        ),
-    )
-    await settle(
-        "other",
-        elsewhere,
-        claim(
-            "W-OTHER",
-            person=ELSEWHERE,
-            institution=OTHER_HOSPITAL,
-            diagnoses=("C83.3",),
-            lines=[{"drug": CAR_T, "quantity": 1, "unitPrice": "120000.00"}],
-        ),
-    )
-    await settle(
-        "other-no-code",
-        elsewhere,
-        claim(
-            "W-OTHER-2",
-            person=ELSEWHERE,
-            institution=OTHER_HOSPITAL,
-            diagnoses=("C83.3",),
-            lines=[{"drug": CAR_T, "quantity": 1, "unitPrice": "120000.00", "traceCodes": []}],
-        ),
-    )
-    funds = {fund["payer"] for fund in settled["car-t"]["explanation"]["funds"] if fund["amount"] != "0.00"}
-    assert "INS-A" in funds and "INS-B" not in funds
-    everywhere = service.as_(service.tokens.supervisor("310100", OTHER_REGION))
-    listed = await everywhere.graphql("{ anomalies(first: 50) { edges { node { id institution } } } }")
+    policies = {
+        "trace_policies": [
+            {"institution": in_region(HOSPITAL, region), "drug": CAR_T, "no_code_stock": True} for region in REGIONS
+        ]
+    }
+    for document in (second_region_data(), policies):
+        assert (await service.load(document))["__typename"] == "LoadSummary"
+    settled: dict[str, dict[str, dict[str, Any]]] = {}
+    for region in REGIONS:
+        hospital = service.as_(service.tokens.mint("hospital", in_region(HOSPITAL, region)))
+        pharmacy = service.as_(service.tokens.mint("pharmacy", in_region(PHARMACY, region)))
+        settled[region] = {
+            "own": await settle_in(region, hospital, claim("W-OWN")),  # basic and mutual aid pay
+            "donated": await settle_in(region, hospital, claim("W-DONATED")),  # the year's 4th unit is donated
+            "car-t": await settle_in(  # the region's insurer pays, and is owed a rebate; no-code stock, flagged
+                region,
+                hospital,
+                claim(
+                    "W-CART",
+                    diagnoses=("C83.3",),
+                    lines=[{"drug": CAR_T, "quantity": 1, "unitPrice": "120000.00", "traceCodes": []}],
+                ),
+            ),
+            "pharmacy": await settle_in(  # no e-prescription: flagged
+                region,
+                pharmacy,
+                claim(
+                    "W-PHARM",
+                    person=EMPLOYEE,
+                    institution=PHARMACY,
+                    visit="PHARMACY",
+                    diagnoses=("C34.1",),
+                    lines=[{"drug": OWN_SHARE, "quantity": 1, "unitPrice": "8000.00"}],
+                ),
+            ),
+        }
+        insurer = in_region("INS-A", region)
+        paid = {fund["payer"] for fund in settled[region]["car-t"]["explanation"]["funds"] if fund["amount"] != "0.00"}
+        assert insurer in paid, paid
+    everywhere = service.as_(service.tokens.supervisor(*REGIONS))
+    listed = await everywhere.graphql("{ anomalies(first: 100) { edges { node { id institution } } } }")
     anomalies = {edge["node"]["institution"]: edge["node"]["id"] for edge in listed["anomalies"]["edges"]}
-    assert {HOSPITAL, PHARMACY, OTHER_HOSPITAL} <= set(anomalies), anomalies
+    assert {in_region(code, region) for code in (HOSPITAL, PHARMACY) for region in REGIONS} <= set(anomalies)
     yield World(service, settled, itertools.count(), anomalies)
 
 
@@ -253,12 +268,19 @@ async def mutation_verdict(caller: Service, query: str, variables: dict[str, Any
     return "visible"
 
 
+async def both(probe: Callable[[str], Awaitable[Verdict]]) -> Verdicts:
+    return await probe(REGION), await probe(SECOND_REGION)
+
+
+Probe = Callable[[World, Caller], Awaitable[Verdicts]]
+
 SETTLEMENT_BY_ID = "query($id: ID!) { settlement(id: $id) { id } }"
 BY_SERIAL = "query($i: String!, $s: String!) { settlementBySerial(institution: $i, serial: $s) { id } }"
 LISTED = "query { settlements(first: 100) { edges { node { id } } } }"
 PERSON = "query($p: String!) { person(psnNo: $p) { psnNo } }"
 BY_ID_NUMBER = "query($n: String!) { personByIdNumber(idNumber: $n) { psnNo } }"
-STATEMENT = 'query($i: String) { rebateStatement(start: "2026-01-01", end: "2026-12-31", insurer: $i) { drug } }'
+STATEMENT = """query($i: String) { rebateStatement(start: "2026-01-01", end: "2026-12-31", insurer: $i) {
+  insurer drug amount } }"""
 INSTITUTION = "query($c: String!) { institution(code: $c) { code } }"
 PLANS = "query($r: String!) { plans(region: $r) { plan } }"
 CATALOGUE = 'query($r: String!) { commercialCatalogue(region: $r, onDate: "2026-06-01") { drug insurer } }'
@@ -267,181 +289,8 @@ PRE_SETTLE = f"mutation($c: ClaimInput!) {{ preSettle(claim: $c) {{ {MUTATION_FI
 SETTLE_ONLY = f"mutation($c: ClaimInput!) {{ settle(claim: $c) {{ {MUTATION_FIELDS} }} }}"
 REVERSE = f"mutation($i: ReversalInput!) {{ reverseSettlement(input: $i) {{ {MUTATION_FIELDS} }} }}"
 LOAD = f"mutation($d: JSON!) {{ loadDocument(document: $d) {{ {MUTATION_FIELDS} }} }}"
-GRANT = f"""mutation($r: String!) {{ grantPrepayment(reference: $r, payer: "INS-A", institution: "{HOSPITAL}",
-  amount: "1.00") {{ {MUTATION_FIELDS} }} }}"""
-
-Probe = Callable[[World, str], Awaitable[tuple[Verdict, Verdict]]]
-
-
-async def probe_settlement(world: World, role: str) -> tuple[Verdict, Verdict]:
-    caller = world.caller(role)
-    own, other = world.own_settlement(role), world.settlements["other"]
-    return (
-        await read_verdict(caller, SETTLEMENT_BY_ID, {"id": own["id"]}, "settlement"),
-        await read_verdict(caller, SETTLEMENT_BY_ID, {"id": other["id"]}, "settlement"),
-    )
-
-
-async def probe_by_serial(world: World, role: str) -> tuple[Verdict, Verdict]:
-    caller = world.caller(role)
-    own, other = world.own_settlement(role), world.settlements["other"]
-    return (
-        await read_verdict(caller, BY_SERIAL, {"i": own["institution"], "s": own["serial"]}, "settlementBySerial"),
-        await read_verdict(caller, BY_SERIAL, {"i": other["institution"], "s": other["serial"]}, "settlementBySerial"),
-    )
-
-
-async def probe_listed(world: World, role: str) -> tuple[Verdict, Verdict]:
-    caller = world.caller(role)
-    own, other = world.own_settlement(role), world.settlements["other"]
-
-    def lists(settlement: dict[str, Any]) -> Callable[[Any], bool]:
-        return lambda data: data is not None and settlement["id"] in {e["node"]["id"] for e in data["edges"]}
-
-    return (
-        await read_verdict(caller, LISTED, {}, "settlements", lists(own)),
-        await read_verdict(caller, LISTED, {}, "settlements", lists(other)),
-    )
-
-
-async def probe_person(world: World, role: str) -> tuple[Verdict, Verdict]:
-    caller = world.caller(role)
-    return (
-        await read_verdict(caller, PERSON, {"p": MEMBER}, "person"),
-        await read_verdict(caller, PERSON, {"p": ELSEWHERE}, "person"),
-    )
-
-
-async def probe_by_id_number(world: World, role: str) -> tuple[Verdict, Verdict]:
-    caller = world.caller(role)
-    return (
-        await read_verdict(caller, BY_ID_NUMBER, {"n": "310101198001010012"}, "personByIdNumber"),
-        await read_verdict(caller, BY_ID_NUMBER, {"n": "320101198504040048"}, "personByIdNumber"),
-    )
-
-
-async def probe_statement(world: World, role: str) -> tuple[Verdict, Verdict]:
-    caller = world.caller(role)
-
-    def lists(data: Any) -> bool:
-        return bool(data)
-
-    return (
-        await read_verdict(caller, STATEMENT, {"i": None}, "rebateStatement", lists),
-        await read_verdict(caller, STATEMENT, {"i": "INS-B"}, "rebateStatement", lists),
-    )
-
-
-async def probe_institution(world: World, role: str) -> tuple[Verdict, Verdict]:
-    caller = world.caller(role)
-    own = PHARMACY if role == "pharmacy" else HOSPITAL
-    return (
-        await read_verdict(caller, INSTITUTION, {"c": own}, "institution"),
-        await read_verdict(caller, INSTITUTION, {"c": OTHER_HOSPITAL}, "institution"),
-    )
-
-
-async def probe_plans(world: World, role: str) -> tuple[Verdict, Verdict]:
-    caller = world.caller(role)
-    own_plan = {"insurer": "HMB", "mutual_aid": "MA", "charity": "PAP"}.get(role, "BASIC-EMP")
-
-    def lists(plan: str) -> Callable[[Any], bool]:
-        return lambda data: data is not None and plan in {entry["plan"] for entry in data}
-
-    return (
-        await read_verdict(caller, PLANS, {"r": "310100"}, "plans", lists(own_plan)),
-        await read_verdict(caller, PLANS, {"r": OTHER_REGION}, "plans", lists("HMB-B")),
-    )
-
-
-async def probe_catalogue(world: World, role: str) -> tuple[Verdict, Verdict]:
-    caller = world.caller(role)
-
-    def lists(insurer: str) -> Callable[[Any], bool]:
-        return lambda data: data is not None and insurer in {entry["insurer"] for entry in data}
-
-    return (
-        await read_verdict(caller, CATALOGUE, {"r": "310100"}, "commercialCatalogue", lists("INS-A")),
-        await read_verdict(caller, CATALOGUE, {"r": OTHER_REGION}, "commercialCatalogue", lists("INS-B")),
-    )
-
-
-def writer_claim(world: World, role: str, *, elsewhere: bool) -> dict[str, Any]:
-    if elsewhere:
-        return claim(
-            world.serial(),
-            person=ELSEWHERE,
-            institution=OTHER_HOSPITAL,
-            diagnoses=("C83.3",),
-            lines=[{"drug": CAR_T, "quantity": 1, "unitPrice": "120000.00"}],
-        )
-    if role == "pharmacy":
-        return claim(
-            world.serial(),
-            person=EMPLOYEE,
-            institution=PHARMACY,
-            visit="PHARMACY",
-            diagnoses=("C34.1",),
-            lines=[{"drug": OWN_SHARE, "quantity": 1, "unitPrice": "8000.00"}],
-        )
-    return claim(world.serial(), person=EMPLOYEE)
-
-
-async def probe_pre_settle(world: World, role: str) -> tuple[Verdict, Verdict]:
-    caller = world.caller(role)
-    return (
-        await mutation_verdict(
-            caller, PRE_SETTLE, {"c": writer_claim(world, role, elsewhere=False)}, "preSettle", "Settlement"
-        ),
-        await mutation_verdict(
-            caller, PRE_SETTLE, {"c": writer_claim(world, role, elsewhere=True)}, "preSettle", "Settlement"
-        ),
-    )
-
-
-async def probe_settle(world: World, role: str) -> tuple[Verdict, Verdict]:
-    caller = world.caller(role)
-    return (
-        await mutation_verdict(
-            caller, SETTLE_ONLY, {"c": writer_claim(world, role, elsewhere=False)}, "settle", "Settlement"
-        ),
-        await mutation_verdict(
-            caller, SETTLE_ONLY, {"c": writer_claim(world, role, elsewhere=True)}, "settle", "Settlement"
-        ),
-    )
-
-
-async def probe_reverse(world: World, role: str) -> tuple[Verdict, Verdict]:
-    caller = world.caller(role)
-    writer = world.caller(role if role in CLAIM_WRITERS else "hospital")
-    fresh = (await writer.graphql(SETTLE, {"claim": writer_claim(world, role, elsewhere=False)}))["settle"]
-    return (
-        await mutation_verdict(
-            caller, REVERSE, {"i": {"id": fresh["id"], "reason": "matrix"}}, "reverseSettlement", "Reversal"
-        ),
-        await mutation_verdict(
-            caller,
-            REVERSE,
-            {"i": {"id": world.settlements["other"]["id"], "reason": "matrix"}},
-            "reverseSettlement",
-            "Reversal",
-        ),
-    )
-
-
-async def probe_load(world: World, role: str) -> tuple[Verdict, Verdict]:
-    caller = world.caller(role)
-    document = {"payers": [{"code": "INS-A", "name": "Insurer A", "kind": "insurer"}]}
-    verdict = await mutation_verdict(caller, LOAD, {"d": document}, "loadDocument", "LoadSummary")
-    return verdict, verdict
-
-
-async def probe_grant(world: World, role: str) -> tuple[Verdict, Verdict]:
-    caller = world.caller(role)
-    verdict = await mutation_verdict(caller, GRANT, {"r": f"G-{world.serial()}"}, "grantPrepayment", "PrepaymentPool")
-    return verdict, verdict
-
-
+GRANT = f"""mutation($r: String!, $p: String!, $i: String!) {{ grantPrepayment(reference: $r, payer: $p,
+  institution: $i, amount: "1.00") {{ {MUTATION_FIELDS} }} }}"""
 ANOMALIES = "query { anomalies(first: 100) { edges { node { institution } } } }"
 TRACE = "query($c: String!) { traceCode(code: $c) { code } }"
 RISK = 'query($i: String!) { institutionRisk(institution: $i, start: "2026-01-01", end: "2026-12-31") { settlements } }'
@@ -450,74 +299,273 @@ HANDLE = f"mutation($i: HandleAnomalyInput!) {{ handleAnomaly(input: $i) {{ {MUT
 PRESCRIBE = f"mutation($i: PrescriptionInput!) {{ recordPrescription(input: $i) {{ {MUTATION_FIELDS} }} }}"
 
 
-def own_institution(role: str) -> str:
-    return PHARMACY if role == "pharmacy" else HOSPITAL
+def own_institution(role: str, region: str) -> str:
+    return in_region(PHARMACY if role == "pharmacy" else HOSPITAL, region)
 
 
-async def probe_anomalies(world: World, role: str) -> tuple[Verdict, Verdict]:
-    caller = world.caller(role)
+async def probe_settlement(world: World, caller: Caller) -> Verdicts:
+    async def probe(region: str) -> Verdict:
+        own = world.own_settlement(caller.role, region)
+        return await read_verdict(world.as_(caller), SETTLEMENT_BY_ID, {"id": own["id"]}, "settlement")
 
-    def lists(institution: str) -> Callable[[Any], bool]:
-        return lambda data: data is not None and institution in {e["node"]["institution"] for e in data["edges"]}
-
-    return (
-        await read_verdict(caller, ANOMALIES, {}, "anomalies", lists(own_institution(role))),
-        await read_verdict(caller, ANOMALIES, {}, "anomalies", lists(OTHER_HOSPITAL)),
-    )
+    return await both(probe)
 
 
-async def probe_trace_code(world: World, role: str) -> tuple[Verdict, Verdict]:
-    caller = world.caller(role)
-    own = world.settlements["pharmacy" if role == "pharmacy" else "own"]["explanation"]["lines"][0]["traceCodes"][0]
-    other = world.settlements["other"]["explanation"]["lines"][0]["traceCodes"][0]
-    return (
-        await read_verdict(caller, TRACE, {"c": own}, "traceCode", bool),
-        await read_verdict(caller, TRACE, {"c": other}, "traceCode", bool),
-    )
+async def probe_by_serial(world: World, caller: Caller) -> Verdicts:
+    async def probe(region: str) -> Verdict:
+        own = world.own_settlement(caller.role, region)
+        variables = {"i": own["institution"], "s": own["serial"]}
+        return await read_verdict(world.as_(caller), BY_SERIAL, variables, "settlementBySerial")
+
+    return await both(probe)
 
 
-async def probe_risk(world: World, role: str) -> tuple[Verdict, Verdict]:
-    caller = world.caller(role)
-    return (
-        await read_verdict(caller, RISK, {"i": HOSPITAL}, "institutionRisk"),
-        await read_verdict(caller, RISK, {"i": OTHER_HOSPITAL}, "institutionRisk"),
-    )
+async def probe_listed(world: World, caller: Caller) -> Verdicts:
+    async def probe(region: str) -> Verdict:
+        own = world.own_settlement(caller.role, region)
+
+        def lists(data: Any) -> bool:
+            return data is not None and own["id"] in {edge["node"]["id"] for edge in data["edges"]}
+
+        return await read_verdict(world.as_(caller), LISTED, {}, "settlements", lists)
+
+    return await both(probe)
 
 
-async def probe_verify(world: World, role: str) -> tuple[Verdict, Verdict]:
-    verdict = await read_verdict(world.caller(role), VERIFY, {}, "verifyAuditLog")
-    return verdict, verdict
+async def probe_person(world: World, caller: Caller) -> Verdicts:
+    async def probe(region: str) -> Verdict:
+        return await read_verdict(world.as_(caller), PERSON, {"p": in_region(MEMBER, region)}, "person")
+
+    return await both(probe)
 
 
-async def probe_handle(world: World, role: str) -> tuple[Verdict, Verdict]:
-    caller = world.caller(role)
+async def probe_by_id_number(world: World, caller: Caller) -> Verdicts:
+    async def probe(region: str) -> Verdict:
+        variables = {"n": in_region("310101198001010012", region)}
+        return await read_verdict(world.as_(caller), BY_ID_NUMBER, variables, "personByIdNumber")
 
-    def explain(institution: str) -> dict[str, Any]:
-        return {"i": {"id": world.anomalies[institution], "status": "EXPLAINED", "note": "stock from the no-code list"}}
-
-    return (
-        await mutation_verdict(caller, HANDLE, explain(own_institution(role)), "handleAnomaly", "Anomaly"),
-        await mutation_verdict(caller, HANDLE, explain(OTHER_HOSPITAL), "handleAnomaly", "Anomaly"),
-    )
+    return await both(probe)
 
 
-async def probe_prescribe(world: World, role: str) -> tuple[Verdict, Verdict]:
-    caller = world.caller(role)
+async def probe_statement(world: World, caller: Caller) -> Verdicts:
+    """A region's rebates are those of its insurer: seen in a statement without `insurer` (every
+    insurer the caller may see) or asked by name.
+    """
 
-    def prescription() -> dict[str, Any]:
-        return {
-            "i": {
-                "prescriptionId": f"RX-{world.serial()}",
-                "person": MEMBER,
-                "drugs": [OWN_SHARE],
-                "issuedOn": "2026-03-01",
-            }
+    async def probe(region: str) -> Verdict:
+        insurer = in_region("INS-A", region)
+        verdicts = [
+            await read_verdict(
+                world.as_(caller),
+                STATEMENT,
+                {"i": name},
+                "rebateStatement",
+                lambda data: bool(data) and insurer in {line["insurer"] for line in data},
+            )
+            for name in (None, insurer)
+        ]
+        assert len(set(verdicts)) == 1, verdicts  # by name or not, the same answer
+        return verdicts[0]
+
+    return await both(probe)
+
+
+async def probe_institution(world: World, caller: Caller) -> Verdicts:
+    async def probe(region: str) -> Verdict:
+        code = own_institution(caller.role, region)
+        return await read_verdict(world.as_(caller), INSTITUTION, {"c": code}, "institution")
+
+    return await both(probe)
+
+
+async def probe_plans(world: World, caller: Caller) -> Verdicts:
+    own_plan = {"insurer": "HMB", "mutual_aid": "MA", "charity": "PAP"}.get(caller.role, "BASIC-EMP")
+
+    async def probe(region: str) -> Verdict:
+        plan = in_region(own_plan, region)
+
+        def lists(data: Any) -> bool:
+            return data is not None and plan in {entry["plan"] for entry in data}
+
+        return await read_verdict(world.as_(caller), PLANS, {"r": region}, "plans", lists)
+
+    return await both(probe)
+
+
+async def probe_catalogue(world: World, caller: Caller) -> Verdicts:
+    async def probe(region: str) -> Verdict:
+        insurer = in_region("INS-A", region)
+
+        def lists(data: Any) -> bool:
+            return data is not None and insurer in {entry["insurer"] for entry in data}
+
+        return await read_verdict(world.as_(caller), CATALOGUE, {"r": region}, "commercialCatalogue", lists)
+
+    return await both(probe)
+
+
+def writer_claim(world: World, role: str, region: str) -> dict[str, Any]:
+    """A fresh claim of the region's own institution for `role` (its pharmacy for a pharmacy)."""
+    if role == "pharmacy":
+        request = claim(
+            world.serial(),
+            person=EMPLOYEE,
+            institution=PHARMACY,
+            visit="PHARMACY",
+            diagnoses=("C34.1",),
+            lines=[{"drug": OWN_SHARE, "quantity": 1, "unitPrice": "8000.00"}],
+        )
+    else:
+        request = claim(world.serial(), person=EMPLOYEE)
+    return dict(in_region(request, region))
+
+
+async def probe_pre_settle(world: World, caller: Caller) -> Verdicts:
+    async def probe(region: str) -> Verdict:
+        variables = {"c": writer_claim(world, caller.role, region)}
+        return await mutation_verdict(world.as_(caller), PRE_SETTLE, variables, "preSettle", "Settlement")
+
+    return await both(probe)
+
+
+async def probe_settle(world: World, caller: Caller) -> Verdicts:
+    async def probe(region: str) -> Verdict:
+        variables = {"c": writer_claim(world, caller.role, region)}
+        return await mutation_verdict(world.as_(caller), SETTLE_ONLY, variables, "settle", "Settlement")
+
+    return await both(probe)
+
+
+async def probe_reverse(world: World, caller: Caller) -> Verdicts:
+    async def probe(region: str) -> Verdict:
+        kind = caller.role if caller.role in CLAIM_WRITERS else "hospital"
+        writer = world.as_(Caller(kind, region))
+        fresh = (await writer.graphql(SETTLE, {"claim": writer_claim(world, kind, region)}))["settle"]
+        assert fresh["__typename"] == "Settlement", fresh
+        variables = {"i": {"id": fresh["id"], "reason": "matrix"}}
+        return await mutation_verdict(world.as_(caller), REVERSE, variables, "reverseSettlement", "Reversal")
+
+    return await both(probe)
+
+
+async def probe_load(world: World, caller: Caller) -> Verdicts:
+    async def probe(region: str) -> Verdict:
+        payer = in_region(REFERENCE_DATA["payers"][1], region)
+        variables = {"d": {"payers": [payer]}}
+        return await mutation_verdict(world.as_(caller), LOAD, variables, "loadDocument", "LoadSummary")
+
+    return await both(probe)
+
+
+async def probe_grant(world: World, caller: Caller) -> Verdicts:
+    async def probe(region: str) -> Verdict:
+        variables = {"r": f"G-{world.serial()}", "p": in_region("INS-A", region), "i": in_region(HOSPITAL, region)}
+        return await mutation_verdict(world.as_(caller), GRANT, variables, "grantPrepayment", "PrepaymentPool")
+
+    return await both(probe)
+
+
+async def probe_anomalies(world: World, caller: Caller) -> Verdicts:
+    async def probe(region: str) -> Verdict:
+        institution = own_institution(caller.role, region)
+
+        def lists(data: Any) -> bool:
+            return data is not None and institution in {edge["node"]["institution"] for edge in data["edges"]}
+
+        return await read_verdict(world.as_(caller), ANOMALIES, {}, "anomalies", lists)
+
+    return await both(probe)
+
+
+def own_code(world: World, role: str, region: str) -> str:
+    settlement = world.settlements[region]["pharmacy" if role == "pharmacy" else "own"]
+    code: str = settlement["explanation"]["lines"][0]["traceCodes"][0]
+    return code
+
+
+async def probe_trace_code(world: World, caller: Caller) -> Verdicts:
+    async def probe(region: str) -> Verdict:
+        variables = {"c": own_code(world, caller.role, region)}
+        return await read_verdict(world.as_(caller), TRACE, variables, "traceCode", bool)
+
+    return await both(probe)
+
+
+async def probe_risk(world: World, caller: Caller) -> Verdicts:
+    async def probe(region: str) -> Verdict:
+        variables = {"i": in_region(HOSPITAL, region)}
+        return await read_verdict(world.as_(caller), RISK, variables, "institutionRisk")
+
+    return await both(probe)
+
+
+async def probe_verify(world: World, caller: Caller) -> Verdicts:
+    async def probe(region: str) -> Verdict:
+        return await read_verdict(world.as_(caller), VERIFY, {}, "verifyAuditLog")
+
+    return await both(probe)
+
+
+async def probe_handle(world: World, caller: Caller) -> Verdicts:
+    async def probe(region: str) -> Verdict:
+        anomaly = world.anomalies[own_institution(caller.role, region)]
+        variables = {"i": {"id": anomaly, "status": "EXPLAINED", "note": "stock from the no-code list"}}
+        return await mutation_verdict(world.as_(caller), HANDLE, variables, "handleAnomaly", "Anomaly")
+
+    return await both(probe)
+
+
+async def probe_prescribe(world: World, caller: Caller) -> Verdicts:
+    async def probe(region: str) -> Verdict:
+        prescription = {
+            "prescriptionId": f"RX-{world.serial()}",
+            "person": in_region(MEMBER, region),
+            "drugs": [OWN_SHARE],
+            "issuedOn": "2026-03-01",
         }
+        variables = {"i": prescription}
+        return await mutation_verdict(
+            world.as_(caller), PRESCRIBE, variables, "recordPrescription", "PrescriptionRecord"
+        )
 
-    return (
-        await mutation_verdict(caller, PRESCRIBE, prescription(), "recordPrescription", "PrescriptionRecord"),
-        await mutation_verdict(caller, PRESCRIBE, prescription(), "recordPrescription", "PrescriptionRecord"),
-    )
+    return await both(probe)
+
+
+async def export_verdict(caller: Service, path: str, params: dict[str, str], column: str, value: str) -> Verdict:
+    """403 is denied; a 404 (the subject out of sight) or a file without `value` in `column` is hidden."""
+    response = await caller.client.get(path, params=params, headers={"authorization": f"Bearer {caller.token}"})
+    if response.status_code == 403:
+        return "denied"
+    if response.status_code == 404:
+        return "hidden"
+    assert response.status_code == 200, response.text
+    rows = list(csv.DictReader(io.StringIO(response.text.lstrip("\ufeff"))))
+    return "visible" if value in {row[column].lstrip("'") for row in rows} else "hidden"
+
+
+async def probe_export_anomalies(world: World, caller: Caller) -> Verdicts:
+    async def probe(region: str) -> Verdict:
+        institution = own_institution(caller.role, region)
+        return await export_verdict(world.as_(caller), "/exports/anomalies.csv", {}, "institution_code", institution)
+
+    return await both(probe)
+
+
+async def probe_export_trace_code(world: World, caller: Caller) -> Verdicts:
+    async def probe(region: str) -> Verdict:
+        code = own_code(world, caller.role, region)
+        return await export_verdict(world.as_(caller), "/exports/trace-code.csv", {"code": code}, "code", code)
+
+    return await both(probe)
+
+
+async def probe_export_risk(world: World, caller: Caller) -> Verdicts:
+    async def probe(region: str) -> Verdict:
+        institution = in_region(HOSPITAL, region)
+        params = {"institution": institution, "start": "2026-01-01", "end": "2026-12-31"}
+        return await export_verdict(world.as_(caller), "/exports/risk.csv", params, "institution", institution)
+
+    return await both(probe)
 
 
 PROBES: dict[str, Probe] = {
@@ -541,18 +589,27 @@ PROBES: dict[str, Probe] = {
     "verifyAuditLog": probe_verify,
     "handleAnomaly": probe_handle,
     "recordPrescription": probe_prescribe,
+    "GET /exports/anomalies.csv": probe_export_anomalies,
+    "GET /exports/trace-code.csv": probe_export_trace_code,
+    "GET /exports/risk.csv": probe_export_risk,
 }
-OUTCOMES = {"own": ("visible", "hidden"), "all": ("visible", "visible"), "deny": ("denied", "denied")}
 
 
-async def test_every_field_of_the_schema_is_in_the_matrix(service: Service) -> None:
+async def test_every_field_and_export_of_the_service_is_in_the_matrix(service: Service) -> None:
     data = await service.graphql("{ __schema { queryType { fields { name } } mutationType { fields { name } } } }")
     fields = {f["name"] for kind in ("queryType", "mutationType") for f in data["__schema"][kind]["fields"]}
-    assert fields == set(EXPECTED) == set(PROBES)
+    app = create_app(settings_for(service.database_url, service.tokens))
+    exports = {
+        f"{method} {route.path}"
+        for route in app.routes
+        if getattr(route, "path", "").startswith("/exports/")
+        for method in sorted(getattr(route, "methods", None) or ())
+        if method != "HEAD"
+    }
+    assert fields | exports == set(EXPECTED) == set(PROBES)
 
 
 @pytest.mark.parametrize("field", sorted(EXPECTED))
-async def test_each_role_sees_and_does_only_its_own_part(world: World, field: str) -> None:
-    observed = {role: await PROBES[field](world, role) for role in ROLES}
-    expected = {role: OUTCOMES[EXPECTED[field].get(role, "deny")] for role in ROLES}
-    assert observed == expected
+async def test_each_role_of_each_region_sees_and_does_only_its_own_part(world: World, field: str) -> None:
+    observed = {caller.name: await PROBES[field](world, caller) for caller in CALLERS}
+    assert observed == {caller.name: expected(field, caller) for caller in CALLERS}

@@ -46,7 +46,24 @@ def test_no_amount_is_negative(case: Case) -> None:
         assert min(payer.amount, payer.base, payer.deductible_applied) >= 0
     for line in result.lines:
         assert line.patient >= 0 and min(line.parts) >= 0 and min(line.paid.values(), default=0) >= 0
-    assert all(rebate.amount >= 0 for rebate in result.rebates)
+    assert all(rebate.amount is not None and rebate.amount >= 0 for rebate in result.rebates)
+
+
+@EXAMPLES
+@given(cases())
+def test_the_split_never_depends_on_settlement_prices_and_an_unknown_price_leaves_its_rebate_not_computable(
+    case: Case,
+) -> None:
+    claim, patient, institution, formulary, plan_list = case
+    unknown = Formulary.of(
+        basic=tuple(formulary.basic.values()),
+        self_pay_first_ratio=formulary.self_pay_first_ratio,
+        commercial=tuple(replace(entry, settlement_price=None) for entry in formulary.commercial.values()),
+    )
+    known, blind = run(case), run((claim, patient, institution, unknown, plan_list))
+    assert replace(blind, rebates=()) == replace(known, rebates=())
+    assert [(r.line, r.drug, r.insurer) for r in blind.rebates] == [(r.line, r.drug, r.insurer) for r in known.rebates]
+    assert all(rebate.amount is None for rebate in blind.rebates)
 
 
 @EXAMPLES

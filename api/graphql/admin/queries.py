@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
+from enum import StrEnum
 from typing import Any
 
 import strawberry
@@ -56,13 +57,32 @@ class CatalogueEntry:
         return ConfidentialAmount.of(amount)
 
 
+@strawberry.enum(description="Why a rebate is missing from a statement's amount.")
+class LostRebateReason(StrEnum):
+    NOT_COMPUTABLE = "not_computable"
+    UNREADABLE = "unreadable"
+
+
+@strawberry.type(description="A rebate a statement could not count, and on which claim: the insurer sees what it lost.")
+class LostRebate:
+    settlement: strawberry.ID
+    line: int
+    units: int
+    reason: LostRebateReason = strawberry.field(
+        description="NOT_COMPUTABLE: the insurer's price was unreadable when the claim settled (its key destroyed); "
+        "UNREADABLE: computed then, but its key has since been destroyed."
+    )
+
+
 @strawberry.type(description="What a manufacturer owes an insurer for one drug in one month of service.")
 class RebateStatementLine:
+    insurer: str
     manufacturer: str
     drug: str
     period: str = strawberry.field(description="The month of service, YYYY-MM.")
-    units: int
+    units: int = strawberry.field(description="The units whose rebates make `amount`.")
     amount: Yuan
+    lost: list[LostRebate] = strawberry.field(description="Rebates of this drug and month that could not be counted.")
 
 
 def _plan(row: dict[str, Any]) -> PlanVersion:
@@ -106,25 +126,32 @@ class CatalogueQueries:
         ]
 
     @strawberry.field(
-        description="What manufacturers owe an insurer (yours, or any with the price-audit grant), per drug and month.",
+        description="What manufacturers owe insurers, per insurer, drug and month: an insurer its own; a price "
+        "auditor the insurers of the claims of its regions (all of them without `insurer`, one with it).",
         permission_classes=[RebateReaders],
     )
     async def rebate_statement(
         self, info: Info, start: date, end: date, insurer: str | None = None
     ) -> list[RebateStatementLine] | None:
         context = info.context
-        principal = context.principal
-        insurer = insurer or principal.org
-        if not access.may_read_price(principal, insurer):
-            return []  # another insurer's statement reads as empty: it is not yours
-        lines = await queries.rebate_statement(context.runtime, principal, insurer, start, end)
+        lines = await queries.rebate_statement(context.runtime, context.principal, insurer, start, end)
         return [
             RebateStatementLine(
+                insurer=line.insurer,
                 manufacturer=line.manufacturer,
                 drug=line.drug,
                 period=line.period,
                 units=line.units,
                 amount=Yuan(line.amount_fen),
+                lost=[
+                    LostRebate(
+                        settlement=strawberry.ID(str(lost.settlement_id)),
+                        line=lost.line,
+                        units=lost.units,
+                        reason=LostRebateReason(lost.reason),
+                    )
+                    for lost in line.lost
+                ],
             )
             for line in lines
         ]

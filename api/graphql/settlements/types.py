@@ -13,7 +13,7 @@ from adjudication import ReasonCode as DomainReasonCode
 from adjudication import Visit as DomainVisit
 from api.graphql.confidential import ConfidentialAmount
 from api.graphql.scalars import Yuan
-from api.services.records import FundShareView, LineView, ReasonView, SettlementView
+from api.services.records import FundShareView, LineView, ReasonView, RebateView, SettlementView
 
 Visit = strawberry.enum(DomainVisit, name="Visit")
 ReasonCode = strawberry.enum(DomainReasonCode, name="ReasonCode")
@@ -81,12 +81,39 @@ class ExplanationOfBenefits:
     lines: list[SettlementLine]
 
 
+@strawberry.enum(description="Whether a rebate could be derived when its claim settled.")
+class RebateStatus(StrEnum):
+    COMPUTED = "computed"
+    NOT_COMPUTABLE = "not_computable"
+
+
 @strawberry.type(description="What a manufacturer owes an insurer on one line (from its confidential price).")
 class Rebate:
     line: int
     drug: str
     insurer: str
-    amount: ConfidentialAmount
+    status: RebateStatus = strawberry.field(
+        description="NOT_COMPUTABLE: the insurer's settlement price could not be read when the claim settled "
+        "(its key was destroyed); the claim settled on list prices all the same, and no amount was derived."
+    )
+    _view: strawberry.Private[RebateView]
+
+    @strawberry.field(
+        description="Clear for its insurer and price auditors, MASKED for everyone else; null when not computable. "
+        "A rebate whose key was destroyed answers KEY_DESTROYED on this field alone."
+    )
+    def amount(self) -> ConfidentialAmount | None:
+        if not self._view.computable:
+            return None
+        unreadable = self._view.unreadable
+        if unreadable is not None:
+            raise type(unreadable)(str(unreadable))
+        return ConfidentialAmount.of(self._view.amount_fen)
+
+
+def rebate_type(view: RebateView) -> Rebate:
+    status = RebateStatus.COMPUTED if view.computable else RebateStatus.NOT_COMPUTABLE
+    return Rebate(line=view.line, drug=view.drug, insurer=view.insurer, status=status, _view=view)
 
 
 @strawberry.type
@@ -160,10 +187,7 @@ def settlement_type(view: SettlementView, *, pre_settled: bool = False) -> Settl
         settled_at=None if pre_settled else view.settled_at,
         reversed_at=view.reversed_at,
         reversal_reason=view.reversal_reason,
-        rebates=[
-            Rebate(line=r.line, drug=r.drug, insurer=r.insurer, amount=ConfidentialAmount.of(r.amount_fen))
-            for r in view.rebates
-        ],
+        rebates=[rebate_type(rebate) for rebate in view.rebates],
         explanation=ExplanationOfBenefits(
             total=view.total_fen,
             out_of_scope=view.out_of_scope_fen,
