@@ -30,7 +30,7 @@ from api.graphql.context import Context
 from api.graphql.execution import Executor
 from api.graphql.schema import build_schema
 from api.http.graphql import GraphQLOverHTTP, TrustedDocuments
-from api.services import audit, audit_chain
+from api.services import audit, audit_chain, audit_witness
 from api.services.access import SYSTEM
 from api.services.facts import VersionCache
 from api.services.runtime import Runtime
@@ -133,13 +133,22 @@ async def load_demo_if_empty(runtime: Runtime) -> None:
         await load_document(runtime, SYSTEM, demo_document())
 
 
-async def seal_forever(runtime: Runtime, every_seconds: float) -> None:
-    """Seal committed audit entries into the hash chain, every `every_seconds` (0: never)."""
+async def seal_forever(runtime: Runtime, settings: Settings) -> None:
+    """Seal committed audit entries into the hash chain, every SETTLE_AUDIT_SEAL_SECONDS (0: never),
+    signing checkpoints and handing them to the file witness.
+    """
+    every_seconds = settings.audit_seal_seconds
     if every_seconds <= 0:
         return
+    sealer = audit_chain.Sealer(
+        runtime.sessions,
+        runtime.cipher.keyring,
+        timedelta(seconds=settings.audit_checkpoint_seconds),
+        audit_witness.file_witness(settings),
+    )
     while True:
         try:
-            await audit_chain.seal(runtime.sessions, runtime.cipher.keyring, runtime.clock())
+            await sealer.seal(runtime.clock())
         except Exception:  # the next round retries; the failure must be seen, not kill the service
             log.exception("sealing the audit log failed")
         await asyncio.sleep(every_seconds)
@@ -170,6 +179,9 @@ def create_app(settings: Settings) -> Starlette:
             state["engine"] = engine
             state["verifier"] = build_verifier(settings.keys_dir, settings.token_audience, development=dev)
             cipher = FieldCipher(open_keyring(settings), sessions, settings.values_per_data_key)
+            audit.bind(sessions, cipher.keyring)
+            if settings.audit_seal_seconds > 0:
+                audit_witness.file_witness(settings)  # production names its witness, or refuses to start
             runtime = Runtime(
                 sessions,
                 VersionCache.bounded(),
@@ -181,7 +193,7 @@ def create_app(settings: Settings) -> Starlette:
             if settings.development and settings.demo_data:
                 await load_demo_if_empty(runtime)
             state["context"] = Context(settings=settings, runtime=runtime, principal=SYSTEM)
-            sealer = asyncio.create_task(seal_forever(runtime, settings.audit_seal_seconds))
+            sealer = asyncio.create_task(seal_forever(runtime, settings))
             try:
                 yield
             finally:
@@ -218,6 +230,9 @@ def create_app(settings: Settings) -> Starlette:
                     ("trace-code", exports.trace_code),
                     ("risk", exports.risk),
                 )
+            ),
+            Route(
+                "/audit/checkpoints", Authenticated(Export(exports.audit_checkpoints, state), state), methods=["GET"]
             ),
             Route("/healthz", healthz),
             Route("/readyz", readyz),

@@ -4,6 +4,10 @@
     GET /exports/trace-code.csv?code=CODE
     GET /exports/risk.csv?institution=CODE&start=YYYY-MM-DD&end=YYYY-MM-DD
 
+and, for the supervisors' witnesses of the audit log (supervisors and administrators):
+
+    GET /audit/checkpoints?after=SEQUENCE     signed checkpoints after SEQUENCE, as JSON lines
+
 Rows stream out a page at a time: a large export never sits in memory. What a caller sees is
 what the same GraphQL query would show it.
 """
@@ -21,7 +25,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from api.auth import INSTITUTION_ROLES, Principal, Role
 from api.graphql.context import Context
-from api.services import audit, supervision
+from api.services import audit, audit_witness, supervision
 
 ANOMALY_COLUMNS = [
     "id",
@@ -139,3 +143,22 @@ async def risk(request: Request, context: Context, principal: Principal) -> Resp
                 }
 
     return _csv(_rows(["institution", "settlements", "kind", "anomalies"], rows()), "risk.csv")
+
+
+async def audit_checkpoints(request: Request, context: Context, principal: Principal) -> Response:
+    """What a witness pulls. Not confidential (hashes, times, signatures) and polled every few
+    seconds, so an allowed read is not audited: it would itself make the log grow forever.
+    """
+    if principal.role not in (Role.SUPERVISOR, Role.ADMIN):
+        return await _refuse(context, principal, "audit checkpoints")
+    after = request.query_params.get("after", "0")
+    if not (after.isascii() and after.isdigit() and len(after) <= 18):
+        return JSONResponse(
+            {"errors": [{"message": "after is a sequence number", "extensions": {"code": "INVALID_FIELD"}}]},
+            status_code=400,
+        )
+    runtime = context.runtime
+    return StreamingResponse(
+        audit_witness.checkpoint_lines(runtime.sessions, runtime.cipher.keyring, int(after)),
+        media_type="application/x-ndjson",
+    )

@@ -11,7 +11,14 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-APPEND_ONLY = ("ledger_entries", "audit_log", "audit_seals", "audit_checkpoints", "trace_events")
+APPEND_ONLY = (
+    "ledger_entries",
+    "audit_log",
+    "audit_seals",
+    "audit_checkpoints",
+    "audit_rejections",
+    "trace_events",
+)
 
 
 async def grant_application_role(engine: AsyncEngine, role: str) -> None:

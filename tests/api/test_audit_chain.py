@@ -1,6 +1,8 @@
 """The audit log is tamper-evident: entries are sealed into a hash chain with signed checkpoints,
 and verification points at the first entry altered, removed, inserted or reordered directly in
 the database. On PostgreSQL the ledger and the audit tables are append-only for the application.
+(Forgeries with the application's own rights, deletions at the tail and witnesses, the sealer's
+order, and key rotation: tests/api/test_audit_tamper.py.)
 """
 
 from __future__ import annotations
@@ -128,14 +130,21 @@ async def reorder(chain: Chain, entries: list[dict[str, Any]]) -> None:
 
 
 async def insert(chain: Chain, entries: list[dict[str, Any]]) -> None:
-    back_then = entries[2]["occurred_at"] - timedelta(hours=1)  # backdated past the sealing grace
-    statement = (
-        "INSERT INTO audit_log (id, occurred_at, action, outcome, detail) VALUES (:id, :at, 'settle', 'allowed', '{}')"
-    )
-    if chain.backend == "sqlite":
-        await chain.tamper(statement, id=uuid7(), at=back_then.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"))
+    """A backdated entry, inserted behind the service (with a genuine entry's MAC copied onto it)."""
+    back_then = entries[2]["occurred_at"] - timedelta(hours=1)
+    columns = "id, occurred_at, action, outcome, detail, mac_key_id, mac"
+    copied = {"key": entries[2]["mac_key_id"], "mac": entries[2]["mac"]}
+    if chain.backend == "sqlite":  # the service numbers entries there; so must the forger
+        statement = (
+            f"INSERT INTO audit_log ({columns}, position) "
+            "SELECT :id, :at, 'settle', 'allowed', '{}', :key, :mac, max(position) + 1 FROM audit_log"
+        )
+        at = back_then.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        await chain.tamper(statement, id=uuid7(), at=at, **copied)
     else:
-        await chain.tamper(statement.replace("'{}'", "'{}'::json"), id=uuid7(), at=back_then)
+        values = ":id, :at, 'settle', 'allowed', '{}'::json, :key, :mac"
+        statement = f"INSERT INTO audit_log ({columns}) VALUES ({values})"
+        await chain.tamper(statement, id=uuid7(), at=back_then, **copied)
 
 
 async def recompute(chain: Chain, entries: list[dict[str, Any]]) -> None:
@@ -164,8 +173,8 @@ async def recompute(chain: Chain, entries: list[dict[str, Any]]) -> None:
         (remove, "removed", 3),
         (remove_with_its_seal, "missing", 3),
         (reorder, "altered", 3),
-        (insert, "outside the chain", None),
-        (recompute, "checkpoint", None),
+        (insert, "not written by the service", None),
+        (recompute, "MAC does not verify", 2),
     ],
     ids=["edit", "delete", "delete with its seal", "reorder", "insert", "recompute the chain"],
 )
@@ -248,6 +257,7 @@ async def test_the_application_role_cannot_change_or_delete_what_is_appended(ser
             ("trace_events", "id"),
             ("audit_seals", "sequence"),
             ("audit_checkpoints", "id"),
+            ("audit_rejections", "entry_id"),
         ):
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await app.execute(f"UPDATE {table} SET {key} = {key}")
