@@ -583,11 +583,12 @@ async def _compare(
                 continue
             if checkpoint.sequence > chain.length:
                 found.add(
-                    chain.length + 1,
+                    agreed + 1,
                     None,
                     f"the chain ends at sequence {chain.length} but {holder} says it reached {checkpoint.sequence} "
-                    f"at {moment(checkpoint.signed_at)}: entries were removed from its end, or the database was "
-                    "restored from an older copy",
+                    f"at {moment(checkpoint.signed_at)}: entries after sequence {agreed} were removed (from its end, "
+                    "or from within and the chain rebuilt), or the database was restored from an older copy",
+                    through=checkpoint.sequence,
                 )
                 broken = True
             elif hashes.get(checkpoint.sequence) != checkpoint.entry_hash:

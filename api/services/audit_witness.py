@@ -32,6 +32,7 @@ import base64
 import fcntl
 import json
 import os
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import IO
 
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.crypto.keyring import MasterKeyProvider, verify_signature
@@ -255,7 +257,17 @@ def file_witness(settings: Settings) -> FileWitness | None:
             "production needs SETTLE_AUDIT_WITNESS_DIR: a folder outside the database's reach for the audit "
             "log's checkpoints (or `off`, when supervisors' witnesses pull them over HTTP)"
         )
-    return FileWitness(settings.var_dir / "audit-witness" / FILE_NAME)
+    return FileWitness(development_witness_dir(settings) / FILE_NAME)
+
+
+def development_witness_dir(settings: Settings) -> Path:
+    """var/audit-witness/<the database>: a witness holds the checkpoints of one log, and a
+    developer may point the service at several databases.
+    """
+    url = make_url(settings.database_url)
+    where = url.database if url.get_backend_name() == "sqlite" else f"{url.host}:{url.port or ''}/{url.database}"
+    name = re.sub(r"[^A-Za-z0-9.]+", "-", f"{url.get_backend_name()}-{where}").strip("-")
+    return settings.var_dir / "audit-witness" / name
 
 
 # --- reading witnesses back -----------------------------------------------------------------------
@@ -353,7 +365,7 @@ def sources(settings: Settings, given: Sequence[str] | None = None) -> list[Chec
     found: list[CheckpointSource] = []
     configured = settings.audit_witness_dir
     if configured != "off" and (configured or settings.development):
-        directory = Path(configured) if configured else settings.var_dir / "audit-witness"
+        directory = Path(configured) if configured else development_witness_dir(settings)
         found.append(FileSource(directory / FILE_NAME, required=False))
     found.extend(UrlSource(url) for url in settings.audit_witness_urls)
     return found

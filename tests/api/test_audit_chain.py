@@ -9,74 +9,23 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
-from api.crypto.keyring import FileKeyring
-from api.crypto.suites import Suite
 from api.db import models
 from api.db.session import create_engine, create_sessionmaker
 from api.ids import uuid7
 from api.services import audit_chain
 from api.settings import PROJECT_ROOT
+from tests.api.auditing import Chain
 from tests.api.conftest import Service
 from tests.api.documents import SETTLE, claim
 from tests.conftest import ADMIN_URL, _asyncpg_dsn
-
-VERIFY = "{ verifyAuditLog { intact entries sealed checkpoints firstProblem firstProblemSequence firstProblemEntry } }"
-
-
-class Chain:
-    """The service's audit log, and a hand that can reach into its database as the owner."""
-
-    def __init__(self, service: Service, backend: str) -> None:
-        self.service = service
-        self.backend = backend
-        self.keyring = FileKeyring(service.tokens.keyring_dir, Suite.AES_256_GCM, create_missing=True)
-        self.engine = create_engine(service.database_url)
-        self.sessions = create_sessionmaker(self.engine)
-
-    async def seal(self) -> int:
-        return await audit_chain.seal(self.sessions, self.keyring, datetime.now(UTC))
-
-    async def verify(self) -> dict[str, Any]:
-        result: dict[str, Any] = (await self.service.as_(self.service.tokens.supervisor()).graphql(VERIFY))[
-            "verifyAuditLog"
-        ]
-        return result
-
-    async def entries(self) -> list[dict[str, Any]]:
-        log = models.AuditEntry.__table__
-        seals = models.AuditSeal.__table__
-        async with self.sessions() as session:
-            rows = await session.execute(
-                select(log, seals.c.sequence).join(seals, seals.c.entry_id == log.c.id).order_by(seals.c.sequence)
-            )
-            return [dict(row) for row in rows.mappings()]
-
-    async def tamper(self, statement: str, **parameters: Any) -> None:
-        """Change rows directly, as someone with the database's owner's (or superuser's) access."""
-        if self.backend == "sqlite":  # ids are stored as hex there
-            plain = {name: value.hex if isinstance(value, uuid.UUID) else value for name, value in parameters.items()}
-            async with self.engine.begin() as connection:
-                await connection.execute(text(statement), plain)
-            return
-        database = self.service.database_url.rsplit("/", 1)[1]
-        connection = await asyncpg.connect(_asyncpg_dsn(ADMIN_URL).rsplit("/", 1)[0] + "/" + database)
-        try:
-            await connection.execute("SET session_replication_role = replica")  # past the append-only triggers
-            converted = statement
-            for index, name in enumerate(parameters, start=1):
-                converted = converted.replace(f":{name}", f"${index}")
-            await connection.execute(converted, *parameters.values())
-        finally:
-            await connection.close()
 
 
 @pytest.fixture
@@ -203,6 +152,7 @@ async def test_settle_audit_verify_exits_1_on_a_broken_chain(chain: Chain, backe
         "DATABASE_URL": chain.service.database_url,
         "SETTLE_KEYS_DIR": str(chain.service.tokens.keys_dir),
         "SETTLE_KEYRING_DIR": str(chain.service.tokens.keyring_dir),
+        "SETTLE_AUDIT_WITNESS_DIR": str(chain.witness_file.parent),
     }
 
     def verify() -> subprocess.CompletedProcess[str]:
