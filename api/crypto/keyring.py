@@ -141,6 +141,9 @@ class FileKeyring:
     """
 
     SCAN_SECONDS = 1.0
+    RESCAN_UNKNOWN_SECONDS = 0.1
+    """An unknown audit key id rescans the folder at most this often: forged entries naming made-up
+    keys must not turn every MAC check into a directory read."""
 
     def __init__(self, directory: Path, suite: Suite, *, create_missing: bool) -> None:
         self.directory = directory
@@ -332,7 +335,7 @@ class FileKeyring:
     def _known_audit(self, key_id: str, purpose: AuditKeyPurpose) -> bytes | None:
         """Any key of `purpose`, active or kept for verification; None if unknown."""
         self._scan()
-        if key_id not in self._audit:
+        if key_id not in self._audit and time.monotonic() - self._scanned_at > self.RESCAN_UNKNOWN_SECONDS:
             self._scan(force=True)  # perhaps rotated by another process within the last second
         key = self._audit.get(key_id)
         return None if key is None or key.purpose is not purpose else self._audit_material[key_id]
