@@ -133,6 +133,10 @@ class MasterKeyProvider(Protocol):
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9]+")
+_AUDIT_KEY_ID = re.compile(r"audit-(mac|sign)-[0-9]{14}-[0-9a-f]{6}")
+"""The ids `settle keys rotate-audit` makes, and the name of each key's file: an unknown id in this
+form is looked for on disk (one stat), any other is unknown for good, so that forged entries
+naming made-up keys cannot make every MAC check reread the folder."""
 
 
 class FileKeyring:
@@ -141,9 +145,6 @@ class FileKeyring:
     """
 
     SCAN_SECONDS = 1.0
-    RESCAN_UNKNOWN_SECONDS = 0.1
-    """An unknown audit key id rescans the folder at most this often: forged entries naming made-up
-    keys must not turn every MAC check into a directory read."""
 
     def __init__(self, directory: Path, suite: Suite, *, create_missing: bool) -> None:
         self.directory = directory
@@ -335,8 +336,12 @@ class FileKeyring:
     def _known_audit(self, key_id: str, purpose: AuditKeyPurpose) -> bytes | None:
         """Any key of `purpose`, active or kept for verification; None if unknown."""
         self._scan()
-        if key_id not in self._audit and time.monotonic() - self._scanned_at > self.RESCAN_UNKNOWN_SECONDS:
-            self._scan(force=True)  # perhaps rotated by another process within the last second
+        if (
+            key_id not in self._audit
+            and _AUDIT_KEY_ID.fullmatch(key_id)
+            and (self.directory / f"{key_id}.json").exists()
+        ):
+            self._scan(force=True)  # made by another process within the last second
         key = self._audit.get(key_id)
         return None if key is None or key.purpose is not purpose else self._audit_material[key_id]
 

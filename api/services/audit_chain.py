@@ -268,8 +268,8 @@ class Sealer:
     checkpoint_interval: timedelta = CHECKPOINT_INTERVAL
     witness: Witness | None = None
     batch: int = BATCH
-    _witnessed_once: bool = False
-    _held_back: tuple[int, float] | None = field(default=None)
+    _witnessed_once: bool = field(default=False, init=False)
+    _held_back: tuple[int, float] | None = field(default=None, init=False)
 
     async def seal(self, now: datetime) -> int:
         """Seal what committed since the last round; returns how many entries were sealed."""

@@ -155,21 +155,22 @@ async def checkpoint_lines(
 # --- the file witness -----------------------------------------------------------------------------
 
 
-def _last_line(handle: IO[bytes]) -> bytes | None:
-    """The last complete line of an open file (a torn last line is ignored)."""
+def _last_sequence(handle: IO[bytes]) -> int:
+    """The sequence of the last readable complete line of an open file (0 if none): a line torn
+    by a crash, or damaged, is passed over.
+    """
     handle.seek(0, os.SEEK_END)
     size = handle.tell()
-    if size == 0:
-        return None
     read = min(size, 64 * 1024)
     handle.seek(size - read)
     tail = handle.read(read)
-    lines = tail.split(b"\n")
-    complete = lines[:-1] if not tail.endswith(b"\n") else lines
+    complete = tail.split(b"\n")[:-1]  # what follows the last newline is torn, or nothing
     for line in reversed(complete):
-        if line.strip():
-            return line
-    return None
+        try:
+            return from_line(line.decode()).checkpoint.sequence
+        except (ValueError, UnicodeDecodeError):
+            continue
+    return 0
 
 
 class FileWitness:
@@ -184,13 +185,7 @@ class FileWitness:
         if not self.path.exists():
             return 0
         with open(self.path, "rb") as handle:
-            line = _last_line(handle)
-        if line is None:
-            return 0
-        try:
-            return from_line(line.decode()).checkpoint.sequence
-        except (ValueError, UnicodeDecodeError):
-            return 0
+            return _last_sequence(handle)
 
     def append(self, lines: Sequence[WitnessedCheckpoint]) -> int:
         """Append the lines newer than the file's last, under an exclusive lock (several sealers
@@ -201,13 +196,7 @@ class FileWitness:
         with os.fdopen(descriptor, "r+b") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
-                last_line = _last_line(handle)
-                last = 0
-                if last_line is not None:
-                    try:
-                        last = from_line(last_line.decode()).checkpoint.sequence
-                    except (ValueError, UnicodeDecodeError):
-                        last = 0
+                last = _last_sequence(handle)
                 handle.seek(0, os.SEEK_END)
                 size = handle.tell()
                 torn = False

@@ -567,3 +567,19 @@ async def test_entries_and_checkpoints_under_rotated_audit_keys_still_verify_by_
         "hmac-sha256" if suite is Suite.AES_256_GCM else "hmac-sm3"
     }
     assert [problem.sequence for problem in without_old_key.problems] == [1, 2]  # the old key proves those two
+
+
+def test_an_entry_under_a_key_rotated_by_another_process_verifies_at_once(tmp_path: Path) -> None:
+    """The sealer's keyring rereads its folder once a second; an entry MACed under a key made
+    since must not be taken for a forgery in between, and a made-up key id costs no reread.
+    """
+    sealer_side = FileKeyring(tmp_path / "keyring", Suite.AES_256_GCM, create_missing=False)
+    management.rotate_audit(sealer_side)
+    sealer_side.audit_keys()  # read now: the next regular reread is a second away
+    writer_side = FileKeyring(tmp_path / "keyring", Suite.AES_256_GCM, create_missing=False)
+    management.rotate_audit(writer_side)
+    key_id, mac = writer_side.audit_mac(b"an entry")
+
+    assert sealer_side.verify_audit_mac(key_id, b"an entry", mac)
+    assert not sealer_side.verify_audit_mac("audit-mac-20260101000000-abcdef", b"an entry", mac)
+    assert not sealer_side.verify_audit_mac("../../../etc/passwd", b"an entry", mac)
