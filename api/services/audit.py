@@ -30,14 +30,15 @@ KEYRING = "audit_keyring"
 """Where a bound session carries the keyring that authenticates its audit entries."""
 
 
-def bind(sessions: async_sessionmaker[AsyncSession], keyring: MasterKeyProvider) -> None:
+def bind(sessions: async_sessionmaker[AsyncSession], keyring: MasterKeyProvider, *, probe: bool = True) -> None:
     """Every session of `sessions` authenticates the audit entries it writes with `keyring`.
 
     Called once where the sessions and the keyring are made (the app's lifespan, the command
-    line). Asking for a MAC now makes a keyring without an audit MAC key fail at start-up, not
-    at the first write.
+    line). With `probe`, a MAC is asked for now, so that a keyring without an audit MAC key
+    stops the service at start-up rather than at its first write.
     """
-    keyring.audit_mac(b"settle-audit-probe")
+    if probe:
+        keyring.audit_mac(b"settle-audit-probe")
     sessions.configure(info={KEYRING: keyring})
 
 

@@ -102,7 +102,7 @@ class Chain:
         finally:
             await connection.close()
 
-    async def settle_cli(self, *args: str) -> tuple[int, str]:
+    async def settle_cli(self, *args: str, **variables: str) -> tuple[int, str]:
         """`settle ...` in a child process against this database (without blocking the loop)."""
         environment = {
             **os.environ,
@@ -110,6 +110,7 @@ class Chain:
             "SETTLE_KEYS_DIR": str(self.service.tokens.keys_dir),
             "SETTLE_KEYRING_DIR": str(self.service.tokens.keyring_dir),
             "SETTLE_AUDIT_WITNESS_DIR": str(self.witness_file.parent),
+            **variables,
         }
         child = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -453,6 +453,10 @@ async def test_a_supervisors_witness_pulls_the_checkpoints_and_verification_read
             copy_of = audit_witness.FileWitness(tmp_path / "supervisor" / "checkpoints.jsonl")
             pulled = await asyncio.to_thread(audit_witness.pull, base, tokens.supervisor(), copy_of)
             pulled_again = await asyncio.to_thread(audit_witness.pull, base, tokens.supervisor(), copy_of)
+            by_command = tmp_path / "by-command.jsonl"
+            command = await chain.settle_cli(
+                "audit", "witness", base, "--file", str(by_command), "--once", SETTLE_WITNESS_TOKEN=tokens.supervisor()
+            )
             with pytest.raises(audit_witness.WitnessError, match="403"):
                 await asyncio.to_thread(audit_witness.pull, base, tokens.hospital, copy_of)
             async with serving(static_file(copy_of.path)) as witness_base:
@@ -468,6 +472,7 @@ async def test_a_supervisors_witness_pulls_the_checkpoints_and_verification_read
             await chain.engine.dispose()
 
     assert (pulled, pulled_again) == (2, 0)
+    assert command[0] == 0 and by_command.read_text() == copy_of.path.read_text(), command[1]
     assert intact.intact and intact.witnessed == copy_of.last_sequence()
     assert cut.first is not None and "witnessed by the witness at http" in cut.first.problem
     assert status == 1 and "BROKEN at sequence" in printed

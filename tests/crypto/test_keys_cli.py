@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from api.crypto.keyring import FileKeyring
+from api.crypto.suites import Suite
 from api.settings import PROJECT_ROOT
 
 DOCUMENT = {
@@ -81,3 +83,35 @@ def test_the_key_life_cycle_from_the_command_line(tmp_path: Path) -> None:
         ("audit-signing", "active"),
         ("audit-signing", "verify_only"),
     ]
+
+
+def test_production_provisions_its_audit_keys_before_anything_is_written(tmp_path: Path) -> None:
+    environment = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'production.sqlite3'}",
+        "SETTLE_MODE": "production",
+        "SETTLE_KEYS_DIR": str(tmp_path / "keys"),
+        "SETTLE_KEYRING_DIR": str(tmp_path / "keyring"),
+        "SETTLE_AUDIT_WITNESS_DIR": str(tmp_path / "witness"),
+    }
+
+    def settle(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "api.cli", *args], capture_output=True, text=True, env=environment, cwd=PROJECT_ROOT
+        )
+
+    FileKeyring(tmp_path / "keyring", Suite.AES_256_GCM, create_missing=True).index_key()  # provisioned too
+    assert settle("db", "upgrade").returncode == 0
+    unprovisioned = settle("keys", "list")  # lists, though no audit key exists yet
+    provisioned = settle("keys", "rotate-audit")  # audited under the MAC key it has just made
+    listed = settle("keys", "list").stdout
+    sealed, verified = settle("audit", "seal"), settle("audit", "verify")
+
+    assert unprovisioned.returncode == 0 and unprovisioned.stdout == "", unprovisioned.stderr
+    assert provisioned.returncode == 0, provisioned.stderr
+    assert [line.split("\t")[1:3] for line in provisioned.stdout.splitlines()] == [
+        ["audit-mac", "active"],
+        ["audit-signing", "active"],
+    ]
+    assert listed.count("\tactive\t") == 2
+    assert sealed.stdout.strip() == "sealed 1 entries" and verified.returncode == 0, verified.stdout
