@@ -102,6 +102,8 @@ class AnomalyKind(StrEnum):
     NO_PRESCRIPTION = "NO_PRESCRIPTION"
     SOLD_BEFORE_LISTING = "SOLD_BEFORE_LISTING"
     NO_CODE_STOCK = "NO_CODE_STOCK"
+    AUDIT_FORGERY = "AUDIT_FORGERY"
+    """Not a traceability finding: an audit entry the service did not write (raised by the sealer)."""
 
     @property
     def severity(self) -> str:
@@ -118,6 +120,7 @@ _SEVERITY = {
     AnomalyKind.NO_PRESCRIPTION: "medium",
     AnomalyKind.SOLD_BEFORE_LISTING: "medium",
     AnomalyKind.NO_CODE_STOCK: "low",
+    AnomalyKind.AUDIT_FORGERY: "high",
 }
 
 FINDING_KIND = {

@@ -36,7 +36,7 @@ from api.http.metrics import AdministratorsOnly, Scrape, ScraperGate, ServiceMet
 from api.http.observability import RequestLog, client_address, note
 from api.logs import configure_structlog, describe, get_logger, install
 from api.serve import Readiness
-from api.services import audit_chain
+from api.services import audit, audit_chain, audit_witness
 from api.services.access import SYSTEM
 from api.services.facts import VersionCache
 from api.services.runtime import Runtime
@@ -148,19 +148,27 @@ async def load_demo_if_empty(engine: AsyncEngine, runtime: Runtime) -> None:
             await load_document(runtime, SYSTEM, demo_document())
 
 
-async def seal_once(runtime: Runtime) -> None:
+def sealer_of(runtime: Runtime, settings: Settings) -> audit_chain.Sealer:
+    """The sealer of this process: it signs checkpoints and hands them to the file witness."""
+    return audit_chain.Sealer(
+        runtime.sessions,
+        runtime.cipher.keyring,
+        timedelta(seconds=settings.audit_checkpoint_seconds),
+        audit_witness.file_witness(settings),
+    )
+
+
+async def seal_once(sealer: audit_chain.Sealer, runtime: Runtime) -> None:
     try:
-        await audit_chain.seal(runtime.sessions, runtime.cipher.keyring, runtime.clock())
+        await sealer.seal(runtime.clock())
     except Exception as error:  # the next round retries; the failure must be seen, not kill the service
         log.error("sealing the audit log failed", **describe(error))
 
 
-async def seal_forever(runtime: Runtime, every_seconds: float) -> None:
-    """Seal committed audit entries into the hash chain, every `every_seconds` (0: never)."""
-    if every_seconds <= 0:
-        return
+async def seal_forever(sealer: audit_chain.Sealer, runtime: Runtime, every_seconds: float) -> None:
+    """Seal committed audit entries into the hash chain every `every_seconds`."""
     while True:
-        await seal_once(runtime)
+        await seal_once(sealer, runtime)
         await asyncio.sleep(every_seconds)
 
 
@@ -208,6 +216,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
                 max_lifetime_seconds=settings.token_max_lifetime_seconds,
             )
             cipher = FieldCipher(open_keyring(settings), sessions, settings.values_per_data_key)
+            audit.bind(sessions, cipher.keyring)
             runtime = Runtime(
                 sessions,
                 VersionCache.bounded(),
@@ -222,7 +231,11 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             state["context"] = Context(settings=settings, runtime=runtime, principal=SYSTEM)
             state["limits"] = Limits.of(settings, clock)
             refusals = state["refusals"] = app.state.refusals = RefusalTally(sessions, clock, settings.rate_tracked_max)
-            sealer = asyncio.create_task(seal_forever(runtime, settings.audit_seal_seconds))
+            # production names its witness, or refuses to start; no sealer, no witness (SETTLE_AUDIT_SEAL_SECONDS=0)
+            sealer = sealer_of(runtime, settings) if settings.audit_seal_seconds > 0 else None
+            sealing = (
+                asyncio.create_task(seal_forever(sealer, runtime, settings.audit_seal_seconds)) if sealer else None
+            )
             if readiness is not None:
                 readiness.started()
             flusher = asyncio.create_task(refusals.flush_forever(REFUSALS_FLUSH_SECONDS))
@@ -238,9 +251,9 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
                     await refusals.flush(everything=True)
                 except Exception as error:  # shutting down: say what was lost, and go on
                     log.error("writing refused requests to the audit log at shutdown failed", **describe(error))
-                await stopped(sealer)
-                if settings.audit_seal_seconds > 0:
-                    await seal_once(runtime)
+                if sealing is not None and sealer is not None:
+                    await stopped(sealing)
+                    await seal_once(sealer, runtime)
         state.clear()
 
     async def healthz(request: Request) -> Response:
@@ -275,6 +288,9 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
                     ("trace-code", exports.trace_code),
                     ("risk", exports.risk),
                 )
+            ),
+            Route(
+                "/audit/checkpoints", Authenticated(Export(exports.audit_checkpoints, state), state), methods=["GET"]
             ),
             Route("/healthz", healthz),
             Route("/readyz", readyz),

@@ -17,8 +17,14 @@
     settle keys rewrap [--batch N]  re-wrap data keys under their tenant's active master key
     settle keys retire KEY_ID       mark a master key retired (refused while data keys depend on it)
     settle keys destroy KEY_ID      destroy a master key for good: what it wrapped becomes unreadable
+    settle keys rotate-audit        new audit MAC and checkpoint-signing keys; the old ones verify only
     settle audit seal               seal committed audit entries into the hash chain now
-    settle audit verify             recompute the chain; exit 1 and name the first bad entry if broken
+    settle audit verify [--witness FILE|URL ...]
+                                    recompute the chain, hold it against the witnesses (default: the
+                                    configured ones); exit 1 and name the first bad sequence if broken
+    settle audit witness URL --file FILE [--every SECONDS] [--once]
+                                    a supervisor's witness: pull URL/audit/checkpoints with the bearer
+                                    token in SETTLE_WITNESS_TOKEN and append them to FILE
     settle anomalies scan           detect traceability anomalies in everything recorded
     settle db grant ROLE            (PostgreSQL) grant the application role its rights: no DELETE,
                                     no UPDATE of the append-only tables
@@ -171,11 +177,13 @@ def _runtime(settings: Settings, engine: AsyncEngine) -> Runtime:
     from api.crypto.envelope import FieldCipher
     from api.crypto.management import open_keyring
     from api.db.session import create_sessionmaker
+    from api.services import audit
     from api.services.facts import VersionCache
     from api.services.runtime import Runtime
 
     sessions = create_sessionmaker(engine)
     cipher = FieldCipher(open_keyring(settings), sessions, settings.values_per_data_key)
+    audit.bind(sessions, cipher.keyring, probe=False)  # verifying needs no active MAC key; writing will say
     return Runtime(
         sessions,
         VersionCache.bounded(),
@@ -191,6 +199,7 @@ def _keys(args: argparse.Namespace) -> int:
     from api.crypto import management
     from api.crypto.keyring import KeyringError
     from api.db.session import create_engine, create_sessionmaker
+    from api.services import audit
     from api.settings import Settings
 
     settings = Settings.from_environment()
@@ -200,6 +209,7 @@ def _keys(args: argparse.Namespace) -> int:
         sessions = create_sessionmaker(engine)
         try:
             keyring = management.open_keyring(settings)
+            audit.bind(sessions, keyring, probe=False)  # `rotate-audit` may be what makes the key
             if args.action == "rotate":
                 tenants = args.tenant or await management.tenants(sessions, keyring)
                 for key in management.rotate(keyring, tenants):
@@ -212,11 +222,16 @@ def _keys(args: argparse.Namespace) -> int:
             elif args.action == "destroy":
                 management.destroy(keyring, args.key_id)
                 print(f"{args.key_id}\tdestroyed")
+            elif args.action == "rotate-audit":
+                for audit_key in management.rotate_audit(keyring):
+                    print(f"{audit_key.key_id}\t{audit_key.purpose}\t{audit_key.state}\t{audit_key.algorithm}")
             else:
                 for key in keyring.master_keys():
                     print(
                         f"{key.key_id}\t{key.tenant}\t{key.state}\t{await management.dependants(sessions, key.key_id)}"
                     )
+                for audit_key in keyring.audit_keys():
+                    print(f"{audit_key.key_id}\t{audit_key.purpose}\t{audit_key.state}\t{audit_key.algorithm}")
             if args.action != "list":
                 await _audit_local(sessions, f"keys {args.action}", getattr(args, "key_id", None) or args.action)
         except KeyringError as error:
@@ -241,36 +256,80 @@ async def _audit_local(sessions: Any, action: str, target: str, detail: dict[str
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     from api.db.session import create_engine
-    from api.services import audit_chain, supervision
+    from api.services import audit_chain, audit_witness, supervision
     from api.settings import Settings
 
     settings = Settings.from_environment()
+    if args.command == "audit" and args.action == "witness":
+        return _witness(args)
 
     async def run() -> int:
         engine = create_engine(settings.database_url)
         try:
             runtime = _runtime(settings, engine)
             now = datetime.now(UTC)
+            keyring = runtime.cipher.keyring
             if args.command == "anomalies":
                 found = await supervision.scan(runtime)
                 await _audit_local(runtime.sessions, "anomalies scan", "anomalies", {"new": found})
                 print(f"{found} new anomalies")
                 return 0
             if args.action == "seal":
-                print(f"sealed {await audit_chain.seal(runtime.sessions, runtime.cipher.keyring, now)} entries")
+                interval = timedelta(seconds=settings.audit_checkpoint_seconds)
+                sealer = audit_chain.Sealer(runtime.sessions, keyring, interval, audit_witness.file_witness(settings))
+                print(f"sealed {await sealer.seal(now)} entries")
                 return 0
-            result = await audit_chain.verify(runtime.sessions, runtime.cipher.keyring, now)
-            print(f"{result.entries} entries, {result.sealed} sealed, {result.checkpoints} signed checkpoints")
+            witnesses = audit_witness.sources(settings, args.witness)
+            result = await audit_chain.verify(runtime.sessions, keyring, now, witnesses)
+            witnessed = "none" if result.witnessed is None else f"up to sequence {result.witnessed}"
+            print(
+                f"{result.entries} entries, {result.sealed} sealed, {result.pending} waiting to be sealed, "
+                f"{result.forged} forged, {result.checkpoints} signed checkpoints; "
+                f"{len(witnesses)} witnesses read, vouching {witnessed}"
+            )
             for problem in result.problems:
                 print(f"BROKEN at sequence {problem.sequence} entry {problem.entry_id}: {problem.problem}")
+            if result.problem_count > len(result.problems):
+                print(f"... and {result.problem_count - len(result.problems)} more problems")
             return 0 if result.intact else 1
         finally:
             await engine.dispose()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except audit_witness.WitnessError as error:
+        print(f"settle: {error}", file=sys.stderr)
+        return 1
+
+
+def _witness(args: argparse.Namespace) -> int:
+    """A supervisor's witness: pull signed checkpoints and keep them (see api/services/audit_witness.py)."""
+    import os
+    import time
+    from pathlib import Path
+
+    from api.services import audit_witness
+
+    token = os.environ.get("SETTLE_WITNESS_TOKEN", "").strip()
+    if not token:
+        print("settle: set SETTLE_WITNESS_TOKEN to a supervisor's bearer token", file=sys.stderr)
+        return EXIT_INPUT
+    witness = audit_witness.FileWitness(Path(args.file))
+    while True:
+        try:
+            added = audit_witness.pull(args.url, token, witness)
+        except audit_witness.WitnessError as error:
+            print(f"settle: witness: {error}", file=sys.stderr)
+            if args.once:
+                return 1
+        else:
+            if args.once:
+                print(f"{added} checkpoints added, up to sequence {witness.last_sequence()}")
+                return 0
+        time.sleep(args.every)
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -331,9 +390,20 @@ def build_parser() -> argparse.ArgumentParser:
     rewrap.add_argument("--batch", type=int, default=500)
     for action in ("retire", "destroy"):
         key_actions.add_parser(action).add_argument("key_id")
+    key_actions.add_parser("rotate-audit", help="new audit MAC and signing keys; the old ones verify only")
     keys.set_defaults(run=_keys)
     audit_log = commands.add_parser("audit", help="the audit log's hash chain")
-    audit_log.add_argument("action", choices=["seal", "verify"])
+    audit_actions = audit_log.add_subparsers(dest="action", required=True)
+    audit_actions.add_parser("seal", help="seal committed entries now")
+    verify = audit_actions.add_parser("verify", help="recompute the chain and hold it against the witnesses")
+    verify.add_argument(
+        "--witness", action="append", default=[], help="a witness's file or URL (repeatable; default: the configured)"
+    )
+    witness = audit_actions.add_parser("witness", help="pull checkpoints from a service into a file, as a witness")
+    witness.add_argument("url", help="the service, e.g. https://settle.example")
+    witness.add_argument("--file", required=True, help="the witness's append-only file")
+    witness.add_argument("--every", type=float, default=5.0, help="seconds between pulls (5)")
+    witness.add_argument("--once", action="store_true", help="pull once and exit")
     audit_log.set_defaults(run=_audit)
     anomalies = commands.add_parser("anomalies", help="traceability anomalies")
     anomalies.add_argument("action", choices=["scan"])

@@ -13,6 +13,10 @@ Every file is UTF-8 and begins with a byte-order mark, so that spreadsheet softw
 Chinese as Chinese, and no cell of it is read as a formula (`cell`). A parameter that is unknown,
 repeated, missing or malformed is refused before anything is read: HTTP 400 with the body
 `{"errors": [{"message", "extensions": {"code", "field"}}]}` and a stable code (`ErrorCode`).
+
+And, for the supervisors' witnesses of the audit log (supervisors and administrators):
+
+    GET /audit/checkpoints?after=SEQUENCE     signed checkpoints after SEQUENCE, as JSON lines
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from adjudication.tracecodes import AnomalyKind
 from api.auth import INSTITUTION_ROLES, Principal, Role
 from api.errors import ServiceError
 from api.graphql.context import Context
-from api.services import audit, supervision
+from api.services import audit, audit_witness, supervision
 
 ANOMALY_COLUMNS = [
     "id",
@@ -265,3 +269,22 @@ async def risk(request: Request, context: Context, principal: Principal) -> Resp
             }
 
     return await _response(RISK_COLUMNS, rows(), "risk.csv")
+
+
+async def audit_checkpoints(request: Request, context: Context, principal: Principal) -> Response:
+    """What a witness pulls. Not confidential (hashes, times, signatures) and polled every few
+    seconds, so an allowed read is not audited: it would itself make the log grow forever.
+    """
+    if principal.role not in (Role.SUPERVISOR, Role.ADMIN):
+        return await _forbidden(context, principal, "audit checkpoints")
+    try:
+        after = _parameters(request, ("after",)).get("after", "0")
+    except ServiceError as error:
+        return _refused(error)
+    if not (after.isascii() and after.isdigit() and len(after) <= 18):
+        return _refused(ServiceError(ErrorCode.INVALID_FIELD, "a sequence number", "after"))
+    runtime = context.runtime
+    return StreamingResponse(
+        audit_witness.checkpoint_lines(runtime.sessions, runtime.cipher.keyring, int(after)),
+        media_type="application/x-ndjson",
+    )

@@ -16,6 +16,14 @@ SETTLE_KEYRING_DIR          the file keyring's folder (default keys/dev/keyring 
                             required in production)
 SETTLE_VALUES_PER_DATA_KEY  how many values one data key encrypts before a new one (1000000)
 SETTLE_AUDIT_SEAL_SECONDS   how often the service seals new audit entries into the chain (1; 0: never)
+SETTLE_AUDIT_CHECKPOINT_SECONDS   the longest time, while entries arrive, between two signed
+                            checkpoints of the chain (10): entries younger than the last checkpoint a
+                            witness holds can still vanish unnoticed
+SETTLE_AUDIT_WITNESS_DIR    the folder of the file witness, where the sealer appends every checkpoint
+                            (var/audit-witness in development; production must name one, on a volume
+                            the database's administrators cannot write, or say `off`)
+SETTLE_AUDIT_WITNESS_URLS   supervisors' witnesses that verification reads (space- or comma-separated
+                            https URLs of their copies, served read-only; see api/services/audit_witness.py)
 SETTLE_WORKERS              `settle serve` worker processes (1; PostgreSQL only beyond one)
 SETTLE_REUSE_WINDOW_DAYS    a code sold again within this many days of a reversal is flagged (7)
 SETTLE_METRICS_TOKEN        the bearer token the Prometheus scraper sends to /metrics (at least 32
@@ -115,6 +123,9 @@ class Settings:
     keyring_dir: Path | None = None
     values_per_data_key: int = 1_000_000
     audit_seal_seconds: float = 1.0
+    audit_checkpoint_seconds: float = 10.0
+    audit_witness_dir: str | None = None
+    audit_witness_urls: tuple[str, ...] = ()
     workers: int = 1
     reuse_window_days: float = 7.0
     max_body_bytes: int = 256 * 1024
@@ -166,6 +177,11 @@ class Settings:
         )
 
     @property
+    def var_dir(self) -> Path:
+        """The development data folder (the default SQLite file lives there too)."""
+        return Path("var")
+
+    @property
     def postgresql(self) -> bool:
         return self.database_url.startswith("postgresql")
 
@@ -189,6 +205,9 @@ class Settings:
             keyring_dir=Path(environ["SETTLE_KEYRING_DIR"]) if environ.get("SETTLE_KEYRING_DIR") else None,
             values_per_data_key=int(environ.get("SETTLE_VALUES_PER_DATA_KEY", "1000000")),
             audit_seal_seconds=float(environ.get("SETTLE_AUDIT_SEAL_SECONDS", "1")),
+            audit_checkpoint_seconds=float(environ.get("SETTLE_AUDIT_CHECKPOINT_SECONDS", "10")),
+            audit_witness_dir=environ.get("SETTLE_AUDIT_WITNESS_DIR") or None,
+            audit_witness_urls=tuple(environ.get("SETTLE_AUDIT_WITNESS_URLS", "").replace(",", " ").split()),
             workers=int(environ.get("SETTLE_WORKERS", "1")),
             reuse_window_days=float(environ.get("SETTLE_REUSE_WINDOW_DAYS", "7")),
             max_body_bytes=int(environ.get("SETTLE_MAX_BODY_BYTES", str(256 * 1024))),

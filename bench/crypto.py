@@ -37,7 +37,7 @@ from api.crypto.keyring import FileKeyring
 from api.crypto.suites import Suite
 from api.db.migrate import upgrade
 from api.db.session import create_engine, create_sessionmaker
-from api.services import settlement
+from api.services import audit, settlement
 from api.services.access import SYSTEM
 from api.services.facts import VersionCache
 from api.services.loading import load_document
@@ -137,6 +137,7 @@ async def time_settlements(database_url: str, count: int, cipher_class: type[Fie
     await upgrade(engine, PROJECT_ROOT / "migrations")
     sessions = create_sessionmaker(engine)
     keyring = FileKeyring(workdir / f"keyring-{cipher_class.__name__}", Suite.AES_256_GCM, create_missing=True)
+    audit.bind(sessions, keyring)  # audit entries carry their MAC, as in the service
     runtime = Runtime(sessions, VersionCache.bounded(), cipher_class(keyring, sessions), lambda: datetime.now(UTC))
     await load_document(runtime, SYSTEM, reference_document())
     cashier = Principal("bench", Role.HOSPITAL, HOSPITAL, frozenset(), frozenset(), "bench", "bench")

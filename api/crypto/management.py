@@ -5,6 +5,8 @@ rewrap [--batch N]    re-wrap data keys under their tenant's active master key, 
                       transaction, while the service keeps running (ciphertexts untouched)
 retire KEY_ID         refused while any data key is still wrapped by KEY_ID
 destroy KEY_ID        crypto-shredding: everything under KEY_ID becomes unreadable
+rotate-audit          new audit MAC and checkpoint-signing keys; the old ones are kept, verify-only,
+                      for as long as the log: each entry and checkpoint names the key that vouches for it
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.crypto.envelope import _wrap_associated
-from api.crypto.keyring import FileKeyring, KeyringError, KeyState, MasterKey, MasterKeyProvider
+from api.crypto.keyring import AuditKey, FileKeyring, KeyringError, KeyState, MasterKey, MasterKeyProvider
 from api.crypto.suites import Suite, require
 from api.db import models
 from api.settings import Settings
@@ -50,6 +52,13 @@ async def tenants(sessions: async_sessionmaker[AsyncSession], keyring: MasterKey
 
 def rotate(keyring: MasterKeyProvider, tenants: Sequence[str]) -> list[MasterKey]:
     return [keyring.create(tenant) for tenant in tenants]
+
+
+def rotate_audit(keyring: MasterKeyProvider) -> list[AuditKey]:
+    """New active audit keys. Nothing is rewritten: old entries keep their MACs, old checkpoints
+    their signatures, each naming its key, which stays in the keyring to verify them.
+    """
+    return keyring.rotate_audit_keys()
 
 
 async def rewrap(sessions: async_sessionmaker[AsyncSession], keyring: MasterKeyProvider, batch: int = 500) -> int:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -424,6 +425,13 @@ class AuditEntry(Base):
     `outcome` is `allowed` (a write that happened, recorded in its own transaction), `denied`
     (refused by authorization) or `unauthenticated` (no valid token; the token id it claimed, if
     any, is recorded as claimed, not as verified).
+
+    `mac` authenticates the entry under the keyring's audit MAC key `mac_key_id`, which the
+    database never holds: a row inserted behind the service's back cannot carry a valid one.
+    `position` numbers entries as they are inserted and `txid` is the writing transaction
+    (PostgreSQL's xid, stamped by a trigger; 0 on SQLite, whose single writer makes `position`
+    the commit order): the sealer takes entries in (txid, position) order once every older
+    transaction has ended, so an entry that commits late is never skipped.
     """
 
     __tablename__ = "audit_log"
@@ -438,8 +446,15 @@ class AuditEntry(Base):
     target: Mapped[str | None] = mapped_column(String(200))
     outcome: Mapped[str] = mapped_column(String(16))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    mac_key_id: Mapped[str | None] = mapped_column(String(100))
+    mac: Mapped[str | None] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(BigInteger, Identity(), unique=True)
+    txid: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
-    __table_args__ = (CheckConstraint("outcome IN ('allowed', 'denied', 'unauthenticated')", name="outcome"),)
+    __table_args__ = (
+        CheckConstraint("outcome IN ('allowed', 'denied', 'unauthenticated')", name="outcome"),
+        Index("ix_audit_log_txid_position", "txid", "position"),
+    )
 
 
 class DataKey(Base):
@@ -569,6 +584,9 @@ class Anomaly(Base):
 class AuditSeal(Base):
     """The audit log's hash chain: entry `sequence` seals one audit entry, holding the hash of
     the previous seal. Written by the sealer shortly after entries commit. Append-only.
+
+    (`entry_txid`, `entry_position`) is where the sealed entry stands in the sealer's order: the
+    last seal says where the next round starts, without reading the log before it.
     """
 
     __tablename__ = "audit_seals"
@@ -578,11 +596,14 @@ class AuditSeal(Base):
     previous_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64))
     sealed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    entry_txid: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    entry_position: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class AuditCheckpoint(Base):
-    """A signature (Ed25519) over the chain's head at `sequence`: altering the chain and
-    recomputing every hash after it still breaks the signature. Append-only.
+    """A signature (Ed25519) over the chain's head at `sequence` and the time it was signed:
+    altering the chain and recomputing every hash after it still breaks the signature. Each is
+    also written outside the database, to the witnesses. Append-only.
     """
 
     __tablename__ = "audit_checkpoints"
@@ -593,3 +614,20 @@ class AuditCheckpoint(Base):
     key_id: Mapped[str] = mapped_column(String(100))
     signature: Mapped[bytes] = mapped_column(LargeBinary)
     signed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class AuditRejection(Base):
+    """An audit entry the sealer refused to chain (its MAC does not verify: the service did not
+    write it), set aside so that the sealer moves past it once and never reads it again. The
+    supervisors see it as an AUDIT_FORGERY anomaly. Append-only.
+    """
+
+    __tablename__ = "audit_rejections"
+
+    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    entry_txid: Mapped[int] = mapped_column(BigInteger)
+    entry_position: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(200))
+    rejected_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (Index("ix_audit_rejections_entry_txid_entry_position", "entry_txid", "entry_position"),)

@@ -1,9 +1,11 @@
 """The application's database role on PostgreSQL: it reads and writes rows, never the schema.
 
 It may select, insert and update the business tables, and only select and insert the
-append-only ones (the ledger, the audit log and its chain, the trace events): nothing is
-deleted, and what is appended cannot be changed. (The migration's triggers refuse UPDATE,
-DELETE and TRUNCATE on the append-only tables for every role besides.)
+append-only ones (the ledger, the audit log with its seals, checkpoints and rejections, the
+trace events): nothing is deleted, and what is appended cannot be changed. (The migrations'
+triggers refuse UPDATE, DELETE and TRUNCATE on the append-only tables for every role besides,
+and stamp each audit entry with its writing transaction whatever the inserter sends.) It needs
+no right on the audit log's identity sequence: inserting is enough.
 """
 
 from __future__ import annotations
@@ -11,7 +13,14 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-APPEND_ONLY = ("ledger_entries", "audit_log", "audit_seals", "audit_checkpoints", "trace_events")
+APPEND_ONLY = (
+    "ledger_entries",
+    "audit_log",
+    "audit_seals",
+    "audit_checkpoints",
+    "audit_rejections",
+    "trace_events",
+)
 
 
 async def grant_application_role(engine: AsyncEngine, role: str) -> None:

@@ -30,6 +30,10 @@ SYSTEM = Principal(
 )
 """The operator at the machine (`settle load`, the demo loader): an admin, audited as `system:local`."""
 
+ALL_REGIONS = "*"
+"""The region of what concerns the whole service rather than one region (a forged audit entry:
+the audit log is one for every region): every supervisor sees it."""
+
 
 def _institution_region(principal: Principal) -> ColumnElement[str]:
     institutions = models.Institution.__table__
@@ -122,12 +126,14 @@ def rebates(principal: Principal) -> ColumnElement[bool]:
 
 
 def anomalies(principal: Principal) -> ColumnElement[bool]:
-    """An institution sees (and explains) its own anomalies; a supervisor those of its regions."""
+    """An institution sees (and explains) its own anomalies; a supervisor those of its regions,
+    and those of the whole service (ALL_REGIONS).
+    """
     table = models.Anomaly.__table__
     if principal.role in INSTITUTION_ROLES:
         return table.c.institution_code == principal.org
     if principal.role is Role.SUPERVISOR:
-        return table.c.region.in_(sorted(principal.regions))
+        return table.c.region.in_([*sorted(principal.regions), ALL_REGIONS])
     return false()
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -114,6 +116,11 @@ async def database_url(databases: Databases, backend: str) -> str:
     return await databases.fresh(backend)
 
 
+def witness_dir_for(database_url: str, tokens: Tokens) -> Path:
+    """The file witness of one test database: a witness holds the checkpoints of one log only."""
+    return tokens.keys_dir.parent / "witnesses" / hashlib.sha256(database_url.encode()).hexdigest()[:16]
+
+
 def settings_for(database_url: str, tokens: Tokens, mode: Mode = Mode.DEVELOPMENT) -> Settings:
     return Settings(
         database_url=database_url,
@@ -123,6 +130,7 @@ def settings_for(database_url: str, tokens: Tokens, mode: Mode = Mode.DEVELOPMEN
         keys_dir=tokens.keys_dir,
         keyring_dir=tokens.keyring_dir,
         audit_seal_seconds=0,
+        audit_witness_dir=str(witness_dir_for(database_url, tokens)),
     )
 
 

@@ -1,80 +1,31 @@
 """The audit log is tamper-evident: entries are sealed into a hash chain with signed checkpoints,
 and verification points at the first entry altered, removed, inserted or reordered directly in
 the database. On PostgreSQL the ledger and the audit tables are append-only for the application.
+(Forgeries with the application's own rights, deletions at the tail and witnesses, the sealer's
+order, and key rotation: tests/api/test_audit_tamper.py.)
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
-from api.crypto.keyring import FileKeyring
-from api.crypto.suites import Suite
 from api.db import models
 from api.db.session import create_engine, create_sessionmaker
 from api.ids import uuid7
 from api.services import audit_chain
 from api.settings import PROJECT_ROOT
+from tests.api.auditing import Chain
 from tests.api.conftest import Service
 from tests.api.documents import SETTLE, claim
 from tests.conftest import ADMIN_URL, _asyncpg_dsn
-
-VERIFY = "{ verifyAuditLog { intact entries sealed checkpoints firstProblem firstProblemSequence firstProblemEntry } }"
-
-
-class Chain:
-    """The service's audit log, and a hand that can reach into its database as the owner."""
-
-    def __init__(self, service: Service, backend: str) -> None:
-        self.service = service
-        self.backend = backend
-        self.keyring = FileKeyring(service.tokens.keyring_dir, Suite.AES_256_GCM, create_missing=True)
-        self.engine = create_engine(service.database_url)
-        self.sessions = create_sessionmaker(self.engine)
-
-    async def seal(self) -> int:
-        return await audit_chain.seal(self.sessions, self.keyring, datetime.now(UTC))
-
-    async def verify(self) -> dict[str, Any]:
-        result: dict[str, Any] = (await self.service.as_(self.service.tokens.supervisor()).graphql(VERIFY))[
-            "verifyAuditLog"
-        ]
-        return result
-
-    async def entries(self) -> list[dict[str, Any]]:
-        log = models.AuditEntry.__table__
-        seals = models.AuditSeal.__table__
-        async with self.sessions() as session:
-            rows = await session.execute(
-                select(log, seals.c.sequence).join(seals, seals.c.entry_id == log.c.id).order_by(seals.c.sequence)
-            )
-            return [dict(row) for row in rows.mappings()]
-
-    async def tamper(self, statement: str, **parameters: Any) -> None:
-        """Change rows directly, as someone with the database's owner's (or superuser's) access."""
-        if self.backend == "sqlite":  # ids are stored as hex there
-            plain = {name: value.hex if isinstance(value, uuid.UUID) else value for name, value in parameters.items()}
-            async with self.engine.begin() as connection:
-                await connection.execute(text(statement), plain)
-            return
-        database = self.service.database_url.rsplit("/", 1)[1]
-        connection = await asyncpg.connect(_asyncpg_dsn(ADMIN_URL).rsplit("/", 1)[0] + "/" + database)
-        try:
-            await connection.execute("SET session_replication_role = replica")  # past the append-only triggers
-            converted = statement
-            for index, name in enumerate(parameters, start=1):
-                converted = converted.replace(f":{name}", f"${index}")
-            await connection.execute(converted, *parameters.values())
-        finally:
-            await connection.close()
 
 
 @pytest.fixture
@@ -128,14 +79,21 @@ async def reorder(chain: Chain, entries: list[dict[str, Any]]) -> None:
 
 
 async def insert(chain: Chain, entries: list[dict[str, Any]]) -> None:
-    back_then = entries[2]["occurred_at"] - timedelta(hours=1)  # backdated past the sealing grace
-    statement = (
-        "INSERT INTO audit_log (id, occurred_at, action, outcome, detail) VALUES (:id, :at, 'settle', 'allowed', '{}')"
-    )
-    if chain.backend == "sqlite":
-        await chain.tamper(statement, id=uuid7(), at=back_then.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"))
+    """A backdated entry, inserted behind the service (with a genuine entry's MAC copied onto it)."""
+    back_then = entries[2]["occurred_at"] - timedelta(hours=1)
+    columns = "id, occurred_at, action, outcome, detail, mac_key_id, mac"
+    copied = {"key": entries[2]["mac_key_id"], "mac": entries[2]["mac"]}
+    if chain.backend == "sqlite":  # the service numbers entries there; so must the forger
+        statement = (
+            f"INSERT INTO audit_log ({columns}, position) "
+            "SELECT :id, :at, 'settle', 'allowed', '{}', :key, :mac, max(position) + 1 FROM audit_log"
+        )
+        at = back_then.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        await chain.tamper(statement, id=uuid7(), at=at, **copied)
     else:
-        await chain.tamper(statement.replace("'{}'", "'{}'::json"), id=uuid7(), at=back_then)
+        values = ":id, :at, 'settle', 'allowed', '{}'::json, :key, :mac"
+        statement = f"INSERT INTO audit_log ({columns}) VALUES ({values})"
+        await chain.tamper(statement, id=uuid7(), at=back_then, **copied)
 
 
 async def recompute(chain: Chain, entries: list[dict[str, Any]]) -> None:
@@ -164,8 +122,8 @@ async def recompute(chain: Chain, entries: list[dict[str, Any]]) -> None:
         (remove, "removed", 3),
         (remove_with_its_seal, "missing", 3),
         (reorder, "altered", 3),
-        (insert, "outside the chain", None),
-        (recompute, "checkpoint", None),
+        (insert, "not written by the service", None),
+        (recompute, "MAC does not verify", 2),
     ],
     ids=["edit", "delete", "delete with its seal", "reorder", "insert", "recompute the chain"],
 )
@@ -194,6 +152,7 @@ async def test_settle_audit_verify_exits_1_on_a_broken_chain(chain: Chain, backe
         "DATABASE_URL": chain.service.database_url,
         "SETTLE_KEYS_DIR": str(chain.service.tokens.keys_dir),
         "SETTLE_KEYRING_DIR": str(chain.service.tokens.keyring_dir),
+        "SETTLE_AUDIT_WITNESS_DIR": str(chain.witness_file.parent),
     }
 
     def verify() -> subprocess.CompletedProcess[str]:
@@ -251,6 +210,7 @@ async def test_the_application_role_cannot_change_or_delete_what_is_appended(ser
             ("trace_events", "id"),
             ("audit_seals", "sequence"),
             ("audit_checkpoints", "id"),
+            ("audit_rejections", "entry_id"),
         ):
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await app.execute(f"UPDATE {table} SET {key} = {key}")

@@ -197,9 +197,7 @@ async def test_the_scraper_is_not_held_by_the_apis_rate_limits(database_url: str
     settings = replace(settings_for(database_url, tokens), metrics_token=token, **limited)
     async with loaded_service(database_url, tokens, settings=settings) as service:  # spends 1 on the load
         api = [await service.post("{ __typename }") for _ in range(3)]
-        scrapes = [
-            await service.client.get("/metrics", headers={"authorization": f"Bearer {token}"}) for _ in range(5)
-        ]
+        scrapes = [await service.client.get("/metrics", headers={"authorization": f"Bearer {token}"}) for _ in range(5)]
 
     assert api[-1].status_code == 429
     assert [response.status_code for response in scrapes] == [200] * 5
@@ -246,7 +244,9 @@ def test_combinations_of_root_fields_never_crowd_a_settlement_out_of_its_own_lab
 
 
 async def test_with_several_workers_any_of_them_reports_the_whole_services_counts(
-    databases: Databases, tmp_path: Path, stopped: list[subprocess.Popen[bytes]]  # noqa: F811  # the fixture
+    databases: Databases,
+    tmp_path: Path,
+    stopped: list[subprocess.Popen[bytes]],  # noqa: F811  # the fixture
 ) -> None:
     url = await databases.empty("postgresql")
     port = free_port()

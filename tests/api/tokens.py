@@ -36,7 +36,10 @@ class Tokens:
         public.update(kid=KEY_ID, alg="EdDSA")
         (keys_dir / "issuers").mkdir(parents=True)
         (keys_dir / "issuers" / "test.json").write_text(json.dumps({"issuer": ISSUER, "keys": [public]}))
-        FileKeyring(keys_dir / "keyring", Suite.AES_256_GCM, create_missing=True).index_key()
+        keyring = FileKeyring(keys_dir / "keyring", Suite.AES_256_GCM, create_missing=True)
+        keyring.index_key()
+        keyring.audit_mac(b"")  # the audit MAC and signing keys, as production provisions them
+        keyring.sign(b"")
         return cls(keys_dir, key)
 
     @property

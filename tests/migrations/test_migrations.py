@@ -4,14 +4,23 @@ PostgreSQL; and the models match the migrations (autogenerate finds nothing to a
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, select, text
 
+from api.crypto.keyring import FileKeyring
+from api.crypto.suites import Suite
+from api.db import models
 from api.db.migrate import current_revision, downgrade, head_revision, upgrade
 from api.db.models import Base
-from api.db.session import create_engine
+from api.db.session import create_engine, create_sessionmaker
+from api.services import audit, audit_chain
+from tests.api.auditing import quiet
 from tests.conftest import BACKENDS, MIGRATIONS, Databases
 
 TABLES = set(Base.metadata.tables)
@@ -46,3 +55,83 @@ async def test_upgrade_from_empty_downgrade_to_empty_and_upgrade_again(databases
             assert await connection.run_sync(differences) == []
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_upgrading_numbers_existing_audit_entries_in_chain_order_and_the_sealer_continues_after_them(
+    databases: Databases, backend: str, tmp_path: Path
+) -> None:
+    """Entries written before audit entries carried MACs: the sealed ones keep their place and
+    stay verifiable, the sealer starts after them, and one left unsealed cannot be told from a
+    forgery, so it is set aside.
+    """
+    engine = create_engine(await databases.empty(backend))
+    sqlite = backend == "sqlite"
+    now = datetime.now(UTC)
+
+    def value(entry: uuid.UUID) -> object:
+        return entry.hex if sqlite else entry
+
+    def moment(minutes: int) -> object:
+        at = now + timedelta(minutes=minutes)
+        return at.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else at
+
+    first, second, unsealed = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    minutes = {first: 3, second: 1, unsealed: 2}  # time order differs from chain order
+    try:
+        await upgrade(engine, MIGRATIONS, "0004")
+        async with engine.begin() as connection:
+            for entry in (first, second, unsealed):
+                await connection.execute(
+                    text(
+                        "INSERT INTO audit_log (id, occurred_at, action, outcome, detail) "
+                        "VALUES (:id, :at, 'settle', 'allowed', '{}')"
+                    ),
+                    {"id": value(entry), "at": moment(minutes[entry])},
+                )
+            previous = audit_chain.GENESIS
+            for sequence, entry in enumerate((first, second), start=1):
+                content = {
+                    **dict.fromkeys(("token_id", "subject", "role", "org", "target")),
+                    **{"id": entry, "occurred_at": now + timedelta(minutes=minutes[entry])},
+                    **{"action": "settle", "outcome": "allowed", "detail": {}},
+                }
+                entry_hash = audit_chain.link(previous, sequence, content)
+                await connection.execute(
+                    text(
+                        "INSERT INTO audit_seals (sequence, entry_id, previous_hash, entry_hash, sealed_at) "
+                        "VALUES (:sequence, :entry, :previous, :hash, :at)"
+                    ),
+                    {
+                        "sequence": sequence,
+                        "entry": value(entry),
+                        "previous": previous,
+                        "hash": entry_hash,
+                        "at": moment(4),
+                    },
+                )
+                previous = entry_hash
+
+        await upgrade(engine, MIGRATIONS)
+        sessions = create_sessionmaker(engine)
+        keyring = FileKeyring(tmp_path / "keyring", Suite.AES_256_GCM, create_missing=True)
+        audit.bind(sessions, keyring)
+        await audit.append_alone(sessions, audit.AuditRecord(audit.Actor("after"), "upgrade", "allowed", now))
+        await quiet(sessions)
+        sealed = await audit_chain.seal(sessions, keyring, now)
+        verified = await audit_chain.verify(sessions, keyring, now)
+        async with sessions() as session:
+            log = models.AuditEntry.__table__
+            seals = models.AuditSeal.__table__
+            positions = dict((await session.execute(select(log.c.id, log.c.position))).all())
+            placed = dict((await session.execute(select(seals.c.sequence, seals.c.entry_position))).all())
+            txids = dict((await session.execute(select(log.c.id, log.c.txid))).all())
+    finally:
+        await engine.dispose()
+
+    newest = max(positions, key=lambda entry: positions[entry])
+    assert [positions[first], positions[second], positions[unsealed], positions[newest]] == [1, 2, 3, 4]
+    assert placed == {1: 1, 2: 2, 3: 4}
+    assert sealed == 1 and verified.sealed == 3 and verified.forged == 1
+    assert [problem.entry_id for problem in verified.problems] == [unsealed]
+    assert txids[first] == 0 and (txids[newest] > 0) is (backend == "postgresql")

@@ -15,13 +15,14 @@ from api.graphql.supervision.types import (
     AnomalyEdge,
     AnomalyFilter,
     AnomalyPageInfo,
+    AuditProblem,
     AuditVerification,
     KindCount,
     RiskSummary,
     TraceEvent,
     anomaly_type,
 )
-from api.services import audit_chain, supervision
+from api.services import audit_chain, audit_witness, supervision
 
 
 def service_filter(where: AnomalyFilter | None) -> supervision.AnomalyFilter:
@@ -35,6 +36,9 @@ def service_filter(where: AnomalyFilter | None) -> supervision.AnomalyFilter:
         detected_from=where.detected_from,
         detected_to=where.detected_to,
     )
+
+
+PROBLEMS_SHOWN = 100
 
 
 @strawberry.type
@@ -96,20 +100,35 @@ class SupervisionQueries:
         )
 
     @strawberry.field(
-        description="Recompute the audit log's hash chain and checkpoints; report the first entry that was "
-        "altered, removed, inserted or reordered.",
+        description="Recompute the audit log's hash chain, MACs and checkpoints, and hold them against the "
+        "configured witnesses; report the first sequence that was altered, removed, forged or cut off.",
         permission_classes=[AuditVerifiers],
     )
     async def verify_audit_log(self, info: Info) -> AuditVerification | None:
         runtime = info.context.runtime
-        result = await audit_chain.verify(runtime.sessions, runtime.cipher.keyring, runtime.clock())
+        witnesses = audit_witness.sources(info.context.settings)
+        result = await audit_chain.verify(runtime.sessions, runtime.cipher.keyring, runtime.clock(), witnesses)
         first = result.first
+        problems = [
+            AuditProblem(
+                sequence=problem.sequence,
+                through=problem.through,
+                entry=None if problem.entry_id is None else strawberry.ID(str(problem.entry_id)),
+                problem=problem.problem,
+            )
+            for problem in result.problems[:PROBLEMS_SHOWN]
+        ]
         return AuditVerification(
             intact=result.intact,
             entries=result.entries,
             sealed=result.sealed,
             checkpoints=result.checkpoints,
+            pending=result.pending,
+            forged=result.forged,
+            witnessed=result.witnessed,
             first_problem=None if first is None else first.problem,
             first_problem_sequence=None if first is None else first.sequence,
             first_problem_entry=None if first is None or first.entry_id is None else strawberry.ID(str(first.entry_id)),
+            problems=problems,
+            problem_count=result.problem_count,
         )

@@ -113,15 +113,31 @@ class RiskSummary:
     by_severity: list[KindCount]
 
 
-@strawberry.type(description="The audit log's hash chain, recomputed.")
+@strawberry.type(description="One thing wrong with the audit log: where in the chain, which entry, what.")
+class AuditProblem:
+    sequence: int | None = strawberry.field(description="The first bad sequence number.")
+    through: int | None = strawberry.field(description="The last sequence it may concern, when it spans several.")
+    entry: strawberry.ID | None
+    problem: str
+
+
+@strawberry.type(description="The audit log's hash chain, recomputed and held against the witnesses.")
 class AuditVerification:
     intact: bool
     entries: int
     sealed: int
     checkpoints: int
+    pending: int = strawberry.field(description="Genuine entries the sealer has not chained yet (seconds old).")
+    forged: int = strawberry.field(description="Entries the service did not write (their MAC does not verify).")
+    witnessed: int | None = strawberry.field(
+        description="The longest chain a witness outside the database vouches for; entries after it could "
+        "still vanish unnoticed."
+    )
     first_problem: str | None
     first_problem_sequence: int | None
     first_problem_entry: strawberry.ID | None
+    problems: list[AuditProblem] = strawberry.field(description="The first problems, in chain order.")
+    problem_count: int
 
 
 @strawberry.type
