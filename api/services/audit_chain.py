@@ -699,6 +699,22 @@ async def verify(
     return Verification(total, chain.sealed, own.count, tuple(problems), found.count, pending, forged, witnessed)
 
 
+async def waiting(session: AsyncSession) -> tuple[int, datetime | None]:
+    """The entries the sealer has yet to take (after its cursor: an index range on the log's
+    tail, never the whole log), and when the oldest of them was written.
+    """
+    cursor = (await _head(session)).cursor
+    entries = models.AuditEntry.__table__
+    count, oldest = (
+        await session.execute(
+            select(func.count(), func.min(entries.c.occurred_at)).where(
+                tuple_(entries.c.txid, entries.c.position) > tuple_(literal(cursor[0]), literal(cursor[1]))
+            )
+        )
+    ).one()
+    return int(count), oldest
+
+
 async def unsealed(sessions: async_sessionmaker[AsyncSession]) -> int:
     """How many entries are outside the chain (genuine ones waiting, and any set aside)."""
     log_table = models.AuditEntry.__table__

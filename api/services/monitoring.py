@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.db import models
+from api.services import audit_chain
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,15 +81,8 @@ async def payer_balances(session: AsyncSession) -> tuple[PayerBalance, ...]:
 
 
 async def sealer_lag(session: AsyncSession, now: datetime) -> SealerLag:
-    """Entries not yet in the hash chain, and how long the oldest has waited. "Unsealed" is what
-    the sealer (api/services/audit_chain.py) takes as its work: change this query with it.
-    """
-    log = models.AuditEntry.__table__
-    seals = models.AuditSeal.__table__
-    count, oldest = (
-        await session.execute(
-            select(func.count(), func.min(log.c.occurred_at)).where(~exists().where(seals.c.entry_id == log.c.id))
-        )
-    ).one()
+    """Entries not yet in the hash chain, and how long the oldest has waited (the sealer's own
+    account of its work: `audit_chain.waiting`)."""
+    count, oldest = await audit_chain.waiting(session)
     age_seconds = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
-    return SealerLag(int(count), age_seconds)
+    return SealerLag(count, age_seconds)
