@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from adjudication import adjudicate
 from adjudication.scenario import loads, read_scenario, render
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
@@ -36,14 +35,7 @@ def comparable(value: object) -> object:
 
 def run(name: str) -> dict[str, object]:
     scenario = read_scenario(loads((SCENARIOS / name / "input.json").read_text(encoding="utf-8")))
-    result = adjudicate(
-        scenario.claim,
-        patient=scenario.patient,
-        institution=scenario.institution,
-        formulary=scenario.formulary,
-        plans=scenario.plans,
-    )
-    return render(result)
+    return render(scenario.adjudicate())
 
 
 def expected(name: str) -> dict[str, object]:
