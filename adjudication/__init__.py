@@ -14,10 +14,11 @@ from adjudication.claims import (
     Visit,
     check_service_date,
 )
-from adjudication.engine import adjudicate
+from adjudication.engine import DEFAULT_PERSONAL_ACCOUNT_COVERS, adjudicate
 from adjudication.errors import AdjudicationError, ErrorCode, InputError, InvariantError
-from adjudication.formulary import BasicEntry, Category, CommercialEntry, Formulary, Part
+from adjudication.formulary import BasicEntry, Category, CommercialEntry, Formulary, Part, StandardPer
 from adjudication.plans import (
+    DEFAULT_WATERFALL,
     Band,
     Bands,
     BaseTerm,
@@ -36,6 +37,8 @@ from adjudication.plans import (
 from adjudication.results import Adjudication, LineResult, PayerShare, Reason, ReasonCode, Rebate
 
 __all__ = [
+    "DEFAULT_PERSONAL_ACCOUNT_COVERS",
+    "DEFAULT_WATERFALL",
     "Accumulator",
     "Adjudication",
     "AdjudicationError",
@@ -71,6 +74,7 @@ __all__ = [
     "Reason",
     "ReasonCode",
     "Rebate",
+    "StandardPer",
     "Variant",
     "Visit",
     "adjudicate",
