@@ -190,6 +190,14 @@ async def formulary_in_force(
     commercial_rows = (
         await session.execute(select(commercial).where(commercial.c.formulary_version_id == row.id))
     ).all()
+    # stored standards and settlement prices are per package; the drug registry's package size
+    # converts them for split lines (拆零), which the engine refuses to settle without one
+    drugs = models.Drug.__table__
+    codes = {entry.drug_code for entry in basic_rows} | {entry.drug_code for entry in commercial_rows}
+    package_units: dict[str, int] = {}
+    if codes:
+        found = await session.execute(select(drugs.c.code, drugs.c.package_units).where(drugs.c.code.in_(codes)))
+        package_units = {code: units for code, units in found.all()}
     formulary = Formulary.of(
         basic=tuple(
             BasicEntry(
@@ -201,6 +209,7 @@ async def formulary_in_force(
                 dual_channel=entry.dual_channel,
                 restricted_diagnoses=tuple(entry.restricted_diagnoses),
                 restricted_visits=frozenset(Visit(visit) for visit in entry.restricted_visits),
+                package_units=package_units.get(entry.drug_code),
             )
             for entry in basic_rows
         ),
@@ -217,6 +226,7 @@ async def formulary_in_force(
                         entry.settlement_price_ct,
                         session,
                     ),
+                    package_units.get(entry.drug_code),
                 )
                 for entry in commercial_rows
             ]
