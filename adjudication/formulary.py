@@ -177,7 +177,8 @@ class Formulary:
             unit = "a split line" if line.split else "a line of packages"
             raise InputError(
                 f"formulary.basic[{position}].package_units",
-                f"is required: {path} is {unit} of {line.drug}, whose payment standard is per {entry.standard_per}",
+                f"is required: {path} is {unit} of {line.drug}, whose payment standard is per "
+                f"{'package' if entry.standard_per is StandardPer.PACKAGE else 'smallest unit'}",
                 ErrorCode.MISSING_FIELD,
             )
         if not line.split or (entry is not None and entry.package_units is not None):
