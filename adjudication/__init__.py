@@ -14,11 +14,12 @@ from adjudication.claims import (
     Visit,
     check_service_date,
 )
-from adjudication.engine import adjudicate
+from adjudication.engine import DEFAULT_PERSONAL_ACCOUNT_COVERS, adjudicate
 from adjudication.errors import AdjudicationError, ErrorCode, InputError, InvariantError
-from adjudication.formulary import BasicEntry, Category, CommercialEntry, Formulary, Part
+from adjudication.formulary import BasicEntry, Category, CommercialEntry, Formulary, Part, StandardPer
 from adjudication.funding import Funding, PlanFunding, PoolDraw, fund, shares_by_payer
 from adjudication.plans import (
+    DEFAULT_WATERFALL,
     Band,
     Bands,
     BaseTerm,
@@ -37,6 +38,8 @@ from adjudication.plans import (
 from adjudication.results import Adjudication, LineResult, PayerShare, Reason, ReasonCode, Rebate, covered
 
 __all__ = [
+    "DEFAULT_PERSONAL_ACCOUNT_COVERS",
+    "DEFAULT_WATERFALL",
     "Accumulator",
     "Adjudication",
     "AdjudicationError",
@@ -75,6 +78,7 @@ __all__ = [
     "Reason",
     "ReasonCode",
     "Rebate",
+    "StandardPer",
     "Variant",
     "Visit",
     "adjudicate",

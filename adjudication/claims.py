@@ -23,7 +23,10 @@ class InstitutionKind(StrEnum):
 
 
 class Visit(StrEnum):
-    OUTPATIENT = "outpatient"
+    """The kind of visit a claim settles. Plans and restricted scopes name the visits they cover."""
+
+    OUTPATIENT = "outpatient"  # ordinary outpatient care (门诊统筹 pays it)
+    OUTPATIENT_CHRONIC = "outpatient_chronic"  # 门诊慢特病: settled under a registered chronic/special disease
     INPATIENT = "inpatient"
     PHARMACY = "pharmacy"
 
@@ -77,7 +80,11 @@ ZERO_ACCUMULATOR = Accumulator()
 
 @dataclass(frozen=True, slots=True)
 class Patient:
-    """The insured person as the plans see them, with this year's accumulators."""
+    """The insured person as the plans see them, with this year's accumulators.
+
+    `consents` are the payers the patient authorised to settle directly (签约授权);
+    `personal_account` is the balance of their personal account (个人账户), None when they have none.
+    """
 
     insurance_type: InsuranceType
     region: str
@@ -85,11 +92,22 @@ class Patient:
     flags: frozenset[str] = frozenset()
     accumulators: Mapping[str, Accumulator] = field(default_factory=lambda: _NO_ACCUMULATORS)
     units_received: Mapping[str, int] = field(default_factory=lambda: _NO_UNITS)
+    consents: frozenset[str] = frozenset()
+    personal_account: Fen | None = None
+
+
+NOTHING_PAID_BEFORE: tuple[Fen, Fen, Fen, Fen] = (0, 0, 0, 0)
 
 
 @dataclass(frozen=True, slots=True)
 class ClaimLine:
-    """One drug dispensed: `quantity` units at `unit_price` each (the list price on the bill)."""
+    """One drug dispensed: `quantity` units at `unit_price` each (the list price on the bill).
+
+    The units are packages, or smallest units (tablets, vials) when `split`. `authorizations` are
+    the plans (by id) whose pre-authorization covers the whole line; `paid_before` is what an
+    earlier settlement's plans already paid of each part (indexed by `formulary.Part`), for a
+    claim after the fact (事后理赔).
+    """
 
     drug: str
     quantity: int
@@ -97,6 +115,8 @@ class ClaimLine:
     trace_codes: tuple[str, ...] = ()
     prescription_id: str | None = None
     split: bool = False
+    authorizations: frozenset[str] = frozenset()
+    paid_before: tuple[Fen, Fen, Fen, Fen] = NOTHING_PAID_BEFORE
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,37 +2,44 @@
 
 The order of work:
 1. in-kind donation programmes take their free units out of the lines;
-2. each line's remaining units are split into the four parts (formulary.parts);
-3. the other plans meet the claim in waterfall order (basic, serious illness, commercial,
-   mutual aid, charity; listed order within a kind), each paying a ratio of what is still
-   unpaid of its base parts, after its deductible, within its caps;
-4. what no plan paid is the patient's; rebates are derived for commercial-catalogue lines.
+2. each line's remaining units are split into the four parts (formulary.parts), less what an
+   earlier settlement already paid of them (`paid_before`, for a claim after the fact);
+3. the other plans meet the claim in the waterfall order of the patient's insuring region (by
+   default basic, serious illness, medical assistance, commercial, mutual aid, charity; listed
+   order within a kind), each paying a ratio of what is still unpaid of its base parts, after its
+   deductible, within its caps, on the lines it covers and is authorized for, if the patient
+   consented where it asks that;
+4. what no plan paid is the patient's; the personal account pays what it covers of that, up to
+   its balance; rebates are derived for commercial-catalogue lines.
 Before returning, every line and the whole claim are checked to add up to the fen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from adjudication.claims import (
     ZERO_ACCUMULATOR,
     Accumulator,
     Claim,
+    ClaimLine,
     Institution,
     InstitutionKind,
     Patient,
     Visit,
 )
 from adjudication.errors import ErrorCode, InputError, InvariantError
-from adjudication.formulary import PARTS, Formulary, Scope
+from adjudication.formulary import PARTS, Formulary, Part, Scope
 from adjudication.money import RATIO_ONE, Fen, format_yuan, round_half_up, spread
 from adjudication.plans import (
-    WATERFALL_ORDER,
+    DEFAULT_WATERFALL,
     ByLevel,
     Catalogue,
     DeductiblePer,
     Plan,
+    PlanKind,
     at_level,
+    check_waterfall,
     pay_micro,
     terms_for,
 )
@@ -46,6 +53,9 @@ from adjudication.results import (
     Rebate,
 )
 
+DEFAULT_PERSONAL_ACCOUNT_COVERS: tuple[Part, ...] = (Part.IN_SCOPE, Part.SELF_PAY_FIRST)
+"""The policy-range self-pay (政策范围内自付): what a personal account pays where the region says nothing."""
+
 _SCOPE_REASONS = {
     Scope.NOT_IN_CATALOGUE: (ReasonCode.NOT_IN_CATALOGUE, "not in the basic formulary"),
     Scope.RESTRICTED_SCOPE: (ReasonCode.RESTRICTED_SCOPE, "outside the drug's restricted scope"),
@@ -53,19 +63,33 @@ _SCOPE_REASONS = {
 }
 
 
-def check_claim(claim: Claim, institution: Institution, plans: Sequence[Plan]) -> None:
+def check_claim(
+    claim: Claim,
+    institution: Institution,
+    plans: Sequence[Plan],
+    formulary: Formulary,
+    patient: Patient,
+) -> None:
     """Refuse a claim the engine cannot split: the checks that hold whoever built the values."""
     if not claim.lines:
         raise InputError("claim.lines", "a claim has at least one line", ErrorCode.MISSING_FIELD)
+    if patient.personal_account is not None and patient.personal_account < 0:
+        raise InputError("patient.personal_account", "must not be negative", ErrorCode.INVALID_AMOUNT)
+    donated_drugs = frozenset(plan.in_kind.drug for plan in plans if plan.in_kind is not None)
     for index, line in enumerate(claim.lines):
+        path = f"claim.lines[{index}]"
         if line.quantity <= 0:
             raise InputError(
-                f"claim.lines[{index}].quantity",
+                f"{path}.quantity",
                 f"quantity must be a positive integer, not {line.quantity}",
                 ErrorCode.INVALID_QUANTITY,
             )
         if line.unit_price < 0:
-            raise InputError(f"claim.lines[{index}].unit_price", "must not be negative", ErrorCode.INVALID_AMOUNT)
+            raise InputError(f"{path}.unit_price", "must not be negative", ErrorCode.INVALID_AMOUNT)
+        for part in PARTS:
+            if line.paid_before[part] < 0:
+                raise InputError(f"{path}.paid_before.{part.key}", "must not be negative", ErrorCode.INVALID_AMOUNT)
+        formulary.check_units(line, path, donated_drugs)
     if (claim.visit is Visit.PHARMACY) != (institution.kind is InstitutionKind.PHARMACY):
         raise InputError(
             "claim.visit",
@@ -86,42 +110,64 @@ def adjudicate(
     institution: Institution,
     formulary: Formulary,
     plans: Sequence[Plan],
+    waterfall: Sequence[PlanKind] = DEFAULT_WATERFALL,
+    personal_account_covers: Collection[Part] = DEFAULT_PERSONAL_ACCOUNT_COVERS,
 ) -> Adjudication:
-    """Split `claim` between `plans` and the patient. Pure: the same inputs give the same split."""
-    check_claim(claim, institution, plans)
+    """Split `claim` between `plans` and the patient. Pure: the same inputs give the same split.
+
+    `waterfall` and `personal_account_covers` are the policies of the patient's insuring region:
+    the order in which plan kinds meet the claim, and the parts the personal account pays.
+    """
+    check_waterfall(waterfall)
+    check_claim(claim, institution, plans, formulary, patient)
     lines = claim.lines
     totals = [line.quantity * line.unit_price for line in lines]
     remaining = [line.quantity for line in lines]
     line_reasons: list[list[Reason]] = [[] for _ in lines]
+    unauthorized = [False] * len(lines)
     paid: dict[str, list[Fen]] = {}
     payers: list[PayerShare] = []
+    rank = {kind: position for position, kind in enumerate(waterfall)}
     in_kind = [plan for plan in plans if plan.in_kind is not None]
-    waterfall = sorted((plan for plan in plans if plan.in_kind is None), key=lambda p: WATERFALL_ORDER[p.kind])
+    in_order = sorted((plan for plan in plans if plan.in_kind is None), key=lambda p: rank[p.kind])
 
     for plan in in_kind:
-        shares, payer = _donate(plan, claim, patient, institution, remaining, line_reasons)
+        shares, payer = _donate(plan, claim, patient, institution, remaining, line_reasons, unauthorized)
         paid[plan.id] = shares
         payers.append(payer)
 
     unpaid: list[list[Fen]] = []
+    line_parts: list[Parts] = []
     for index, line in enumerate(lines):
         scope = formulary.scope(line.drug, claim.visit, claim.diagnoses)
-        parts = formulary.parts(line.drug, scope, remaining[index], line.unit_price)
+        parts = formulary.parts(line, scope, remaining[index])
         if scope is not Scope.IN_SCOPE:
             code, message = _SCOPE_REASONS[scope]
             line_reasons[index].append(Reason(code, f"{line.drug} is {message}"))
-        elif parts[2]:
+        elif parts[Part.ABOVE_STANDARD]:
             line_reasons[index].append(
-                Reason(ReasonCode.ABOVE_STANDARD, f"{format_yuan(parts[2])} above the payment standard")
+                Reason(
+                    ReasonCode.ABOVE_STANDARD,
+                    f"{format_yuan(parts[Part.ABOVE_STANDARD])} above the payment standard",
+                )
             )
+        line_parts.append((parts[0], parts[1], parts[2], parts[3]))
+        for part in PARTS:
+            already = line.paid_before[part]
+            if already > parts[part]:
+                raise InputError(
+                    f"claim.lines[{index}].paid_before.{part.key}",
+                    f"{format_yuan(already)} is more than the line's {part.key} of {format_yuan(parts[part])}",
+                    ErrorCode.INVALID_AMOUNT,
+                )
+            parts[part] -= already
         unpaid.append(parts)
-    line_parts: list[Parts] = [(p[0], p[1], p[2], p[3]) for p in unpaid]
 
     accumulators: dict[str, Accumulator] = {}
     changes: dict[str, Accumulator] = {}
-    for plan in waterfall:
+    for plan in in_order:
         before = patient.accumulators.get(plan.id, ZERO_ACCUMULATOR)
-        payer, shares, after = _apply_plan(plan, claim, patient, institution, formulary, unpaid, before)
+        payer, shares, after = _apply_plan(plan, claim, patient, institution, formulary, unpaid, before, unauthorized)
         payers.append(payer)
         paid[plan.id] = shares
         accumulators[plan.id] = after
@@ -129,15 +175,28 @@ def adjudicate(
             changes[plan.id] = after - before
     for plan_id, accumulator in patient.accumulators.items():
         accumulators.setdefault(plan_id, accumulator)
+    for index, flagged in enumerate(unauthorized):
+        if flagged:
+            message = f"{lines[index].drug} needs a pre-authorization this line does not carry"
+            line_reasons[index].append(Reason(ReasonCode.NOT_AUTHORIZED, message))
+
+    balance = patient.personal_account or 0
+    covered = sorted(set(personal_account_covers))
+    account_bases = [sum(parts[part] for part in covered) for parts in unpaid]
+    account_paid = min(balance, sum(account_bases))
+    account_shares = spread(account_paid, account_bases)
 
     line_results: list[LineResult] = []
     rebates: list[Rebate] = []
     patient_total = 0
     for index, line in enumerate(lines):
         line_paid = {plan_id: shares[index] for plan_id, shares in paid.items()}
-        patient_share = totals[index] - sum(line_paid.values())
+        paid_before = sum(line.paid_before)
+        patient_share = totals[index] - paid_before - sum(line_paid.values())
         if patient_share != sum(unpaid[index]) or patient_share < 0:
             raise InvariantError(f"line {index}: the patient's share {patient_share} does not match what is unpaid")
+        if not 0 <= account_shares[index] <= account_bases[index]:
+            raise InvariantError(f"line {index}: the personal account paid more than it covers")
         patient_total += patient_share
         line_results.append(
             LineResult(
@@ -150,9 +209,12 @@ def adjudicate(
                 paid=line_paid,
                 patient=patient_share,
                 reasons=tuple(line_reasons[index]),
+                paid_before=paid_before,
+                patient_parts=(unpaid[index][0], unpaid[index][1], unpaid[index][2], unpaid[index][3]),
+                personal_account=account_shares[index],
             )
         )
-        rebate = _rebate(index, line.drug, line.unit_price, remaining[index], waterfall, paid, formulary)
+        rebate = _rebate(index, line, remaining[index], in_order, paid, formulary)
         if rebate is not None:
             rebates.append(rebate)
 
@@ -160,12 +222,14 @@ def adjudicate(
         if sum(paid[payer.plan]) != payer.amount:
             raise InvariantError(f"plan {payer.plan}: line shares do not add up to its amount")
     total = sum(totals)
-    if patient_total + sum(payer.amount for payer in payers) != total:
-        raise InvariantError("payers and patient do not add up to the claim's total")
+    paid_before_total = sum(line.paid_before for line in line_results)
+    if paid_before_total + patient_total + sum(payer.amount for payer in payers) != total:
+        raise InvariantError("paid before, payers and patient do not add up to the claim's total")
 
     units_received = dict(patient.units_received)
     for line in lines:
-        units_received[line.drug] = units_received.get(line.drug, 0) + line.quantity
+        # programmes and units_received count packages: a split line's smallest units add none
+        units_received[line.drug] = units_received.get(line.drug, 0) + (0 if line.split else line.quantity)
     claim_parts = tuple(sum(parts[part] for parts in line_parts) for part in range(len(PARTS)))
     return Adjudication(
         total=total,
@@ -177,6 +241,9 @@ def adjudicate(
         accumulators=accumulators,
         accumulator_changes=changes,
         units_received=units_received,
+        paid_before=paid_before_total,
+        personal_account_paid=account_paid,
+        personal_account_balance=balance - account_paid,
     )
 
 
@@ -187,39 +254,55 @@ def _donate(
     institution: Institution,
     remaining: list[int],
     line_reasons: list[list[Reason]],
+    unauthorized: list[bool],
 ) -> tuple[list[Fen], PayerShare]:
     """Apply a donation programme: take its free units out of `remaining`, pay their full price.
 
     Units of the programme's drug are numbered in claim order after the units the patient has
     already received this year; those numbered in (after_units, after_units + free_units] are free.
+    A line the programme needs an authorization for and does not have gets nothing, yet its
+    units are numbered all the same (they were received).
     """
     assert plan.in_kind is not None
     programme = plan.in_kind
     shares = [0] * len(claim.lines)
     failure = plan.eligible.failure(claim, patient, institution)
     if failure is not None:
-        reason = Reason(ReasonCode.NOT_ELIGIBLE, failure)
-        return shares, PayerShare(plan.id, plan.payer, plan.kind, 0, 0, 0, (reason,))
+        return shares, _refused(plan, ReasonCode.NOT_ELIGIBLE, failure)
+    if not plan.consented(patient):
+        return shares, _refused(plan, ReasonCode.NO_PATIENT_CONSENT, _NO_CONSENT.format(payer=plan.payer))
     first_free = programme.after_units + 1
     last_free = programme.after_units + programme.free_units
     counted = patient.units_received.get(programme.drug, 0)
     donated_units = 0
+    lines_of_drug = authorized_lines = 0
     for index, line in enumerate(claim.lines):
         if line.drug != programme.drug:
             continue
         first, last = counted + 1, counted + line.quantity
         counted = last
+        lines_of_drug += 1
+        if not plan.authorized(line):
+            unauthorized[index] = True
+            continue
+        authorized_lines += 1
         donated = min(max(0, min(last, last_free) - max(first, first_free) + 1), remaining[index])
         if donated:
             donated_units += donated
             remaining[index] -= donated
             shares[index] = donated * line.unit_price
             line_reasons[index].append(Reason(ReasonCode.DONATED, f"{donated} units donated by {plan.id}"))
+    if lines_of_drug and not authorized_lines:
+        return shares, _refused(plan, ReasonCode.NOT_AUTHORIZED, _NOT_AUTHORIZED.format(plan=plan.id))
     amount = sum(shares)
     reasons = (
         (Reason(ReasonCode.DONATED, f"{donated_units} units of {programme.drug} donated"),) if donated_units else ()
     )
     return shares, PayerShare(plan.id, plan.payer, plan.kind, amount, amount, 0, reasons)
+
+
+_NO_CONSENT = "the patient has not consented to direct settlement by {payer}: what it would pay is claimable later"
+_NOT_AUTHORIZED = "no line it covers carries an authorization for {plan}"
 
 
 def _apply_plan(
@@ -230,10 +313,13 @@ def _apply_plan(
     formulary: Formulary,
     unpaid: list[list[Fen]],
     before: Accumulator,
+    unauthorized: list[bool],
 ) -> tuple[PayerShare, list[Fen], Accumulator]:
     """One step of the waterfall: what `plan` pays of what is still unpaid, taken out of `unpaid`.
 
     Returns the payer's entry, its share of each line and the plan's accumulator after the claim.
+    Lines it needs an authorization for and lacks are left out of its base and flagged in
+    `unauthorized`.
     """
     lines = claim.lines
     shares = [0] * len(lines)
@@ -252,6 +338,8 @@ def _apply_plan(
     if rule is None or deductible_amount is None:
         message = f"the plan states no terms for level {level} institutions"
         return _refused(plan, ReasonCode.NOT_ELIGIBLE, message), shares, before
+    if not plan.consented(patient):
+        return _refused(plan, ReasonCode.NO_PATIENT_CONSENT, _NO_CONSENT.format(payer=plan.payer)), shares, before
 
     drugs = plan.eligible.drugs
     catalogue_only = plan.only_catalogue is Catalogue.COMMERCIAL
@@ -263,6 +351,12 @@ def _apply_plan(
     if not covered:
         message = f"no drug of the claim is in {plan.payer}'s commercial catalogue"
         return _refused(plan, ReasonCode.NOT_IN_CATALOGUE, message), shares, before
+    for index in covered:
+        if not plan.authorized(lines[index]):
+            unauthorized[index] = True
+    covered = [index for index in covered if plan.authorized(lines[index])]
+    if not covered:
+        return _refused(plan, ReasonCode.NOT_AUTHORIZED, _NOT_AUTHORIZED.format(plan=plan.id)), shares, before
 
     terms_by_part = plan.base_in_order
     line_bases: list[Fen] = []
@@ -334,23 +428,20 @@ def _refused(plan: Plan, code: ReasonCode, message: str) -> PayerShare:
 
 def _rebate(
     index: int,
-    drug: str,
-    unit_price: Fen,
+    line: ClaimLine,
     units: int,
     waterfall: Sequence[Plan],
     paid: dict[str, list[Fen]],
     formulary: Formulary,
 ) -> Rebate | None:
     """The manufacturer's rebate on a line, owed to the first insurer in waterfall order that paid
-    on it and lists the drug in its commercial catalogue: units × (list − settlement price), ≥ 0;
-    not computable (None) when that price is unknown. Nothing else depends on the price.
+    on it and lists the drug in its commercial catalogue (see `Formulary.rebate`); not computable
+    (None) when that insurer's settlement price is unknown. Nothing else depends on the price.
     """
     for plan in waterfall:
         if not paid[plan.id][index]:
             continue
-        entry = formulary.commercial.get((drug, plan.payer))
-        if entry is not None:
-            price = entry.settlement_price
-            amount = None if price is None else units * max(0, unit_price - price)
-            return Rebate(line=index, drug=drug, insurer=plan.payer, amount=amount)
+        if (line.drug, plan.payer) in formulary.commercial:
+            amount = formulary.rebate(line, plan.payer, units)
+            return Rebate(line=index, drug=line.drug, insurer=plan.payer, amount=amount)
     return None

@@ -7,27 +7,42 @@ about any other plan.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Generic, TypeAlias, TypeVar
 
-from adjudication.claims import Claim, Institution, InsuranceType, Patient
+from adjudication.claims import Claim, ClaimLine, Institution, InsuranceType, Patient, Visit
+from adjudication.errors import ErrorCode, InputError
 from adjudication.formulary import Part
 from adjudication.money import RATIO_ONE, Fen, Ratio
 
 
 class PlanKind(StrEnum):
-    """The kinds of payer, in the order a claim meets them (the multi-tier waterfall)."""
+    """The kinds of payer, in the default order a claim meets them (the multi-tier waterfall)."""
 
     BASIC = "basic"
     SERIOUS_ILLNESS = "serious_illness"
+    MEDICAL_ASSISTANCE = "medical_assistance"  # 医疗救助: the public safety net, usually by flags
     COMMERCIAL = "commercial"
     MUTUAL_AID = "mutual_aid"
     CHARITY = "charity"
 
 
-WATERFALL_ORDER: Mapping[PlanKind, int] = {kind: rank for rank, kind in enumerate(PlanKind)}
+DEFAULT_WATERFALL: tuple[PlanKind, ...] = tuple(PlanKind)
+"""The order of kinds where the patient's insuring region states none."""
+
+
+def check_waterfall(order: Sequence[PlanKind], path: str = "waterfall") -> None:
+    """A region's own order names all six kinds, each once: a kind left out would never pay."""
+    seen: set[PlanKind] = set()
+    for index, kind in enumerate(order):
+        if kind in seen:
+            raise InputError(f"{path}[{index}]", f"{kind} is named twice", ErrorCode.DUPLICATE)
+        seen.add(kind)
+    missing = [kind.value for kind in PlanKind if kind not in seen]
+    if missing:
+        raise InputError(path, f"must name all six kinds once each; missing: {', '.join(missing)}")
 
 
 class Catalogue(StrEnum):
@@ -52,6 +67,7 @@ class Criteria:
     flags: frozenset[str] = frozenset()
     diagnoses: tuple[str, ...] = ()
     drugs: frozenset[str] = frozenset()
+    visits: frozenset[Visit] = frozenset()
     levels: frozenset[int] = frozenset()
     outside_region: bool | None = None
 
@@ -69,6 +85,8 @@ class Criteria:
             return "no diagnosis of the claim is covered"
         if self.drugs and not any(line.drug in self.drugs for line in claim.lines):
             return "no drug of the claim is covered"
+        if self.visits and claim.visit not in self.visits:
+            return f"a {claim.visit} visit is not covered"
         if self.levels and institution.level not in self.levels:
             return f"institution level {institution.level} is not covered"
         if self.outside_region is not None and self.outside_region != (institution.region != patient.region):
@@ -167,7 +185,12 @@ class InKind:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """One payer's rules. A plan either pays in kind (`in_kind`) or pays a ratio of a base."""
+    """One payer's rules. A plan either pays in kind (`in_kind`) or pays a ratio of a base.
+
+    `requires_authorization` names the drugs (or True: every drug) the plan pays for only on a
+    line whose `authorizations` list the plan (事前审核); `requires_consent` makes the plan pay
+    only a patient who consented to its payer (签约授权).
+    """
 
     id: str
     payer: str
@@ -180,6 +203,8 @@ class Plan:
     caps: Caps = NO_CAPS
     variants: tuple[Variant, ...] = ()
     in_kind: InKind | None = None
+    requires_authorization: bool | frozenset[str] = False
+    requires_consent: bool = False
     base_in_order: tuple[BaseTerm, ...] = field(init=False, repr=False, compare=False)
     """`base` in the order payments are taken from the parts (in_scope first); derived."""
     weighted: bool = field(init=False, repr=False, compare=False)
@@ -188,6 +213,15 @@ class Plan:
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_in_order", tuple(sorted(self.base, key=lambda term: term.part)))
         object.__setattr__(self, "weighted", any(term.weight != RATIO_ONE for term in self.base))
+
+    def authorized(self, line: ClaimLine) -> bool:
+        """Whether the plan may pay on `line`: it needs no authorization for the drug, or has one."""
+        required = self.requires_authorization
+        needed = required if isinstance(required, bool) else line.drug in required
+        return not needed or self.id in line.authorizations
+
+    def consented(self, patient: Patient) -> bool:
+        return not self.requires_consent or self.payer in patient.consents
 
 
 @dataclass(frozen=True, slots=True)

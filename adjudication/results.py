@@ -23,6 +23,8 @@ class ReasonCode(StrEnum):
     NOT_DUAL_CHANNEL = "NOT_DUAL_CHANNEL"
     ABOVE_STANDARD = "ABOVE_STANDARD"
     DONATED = "DONATED"
+    NOT_AUTHORIZED = "NOT_AUTHORIZED"
+    NO_PATIENT_CONSENT = "NO_PATIENT_CONSENT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +53,9 @@ class PayerShare:
 @dataclass(frozen=True, slots=True)
 class LineResult:
     """One line of the bill. `parts` cover the units left after donation; `total` is the whole
-    line (quantity × unit price), so total = donated value + sum(parts) = sum(paid) + patient.
+    line (quantity × unit price), so total = donated value + sum(parts) = paid_before + sum(paid)
+    + patient. `patient_parts` is the patient's share by part (what no plan paid); the personal
+    account pays `personal_account` of it, the rest is cash.
     """
 
     index: int
@@ -63,6 +67,9 @@ class LineResult:
     paid: Mapping[str, Fen]
     patient: Fen
     reasons: tuple[Reason, ...]
+    paid_before: Fen
+    patient_parts: Parts
+    personal_account: Fen
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +87,12 @@ class Rebate:
 
 @dataclass(frozen=True, slots=True)
 class Adjudication:
-    """The split of one claim.
+    """The split of one claim: total = paid_before + the payers' amounts + patient.
 
     `accumulators` and `units_received` are the patient's totals after this claim (the next
     claim's input); `accumulator_changes` is exactly what this claim added, per plan, which is
-    what a reversal subtracts.
+    what a reversal subtracts. The personal account pays `personal_account_paid` of the
+    patient's share and is left with `personal_account_balance`; the rest is `cash`.
     """
 
     total: Fen
@@ -96,6 +104,14 @@ class Adjudication:
     accumulators: Mapping[str, Accumulator]
     accumulator_changes: Mapping[str, Accumulator]
     units_received: Mapping[str, int]
+    paid_before: Fen
+    personal_account_paid: Fen
+    personal_account_balance: Fen
+
+    @property
+    def cash(self) -> Fen:
+        """What the patient pays out of pocket: their share less what the personal account paid."""
+        return self.patient - self.personal_account_paid
 
 
 def covered(result: Adjudication) -> bool:

@@ -26,11 +26,13 @@ from adjudication.claims import (
     Patient,
     Visit,
 )
+from adjudication.engine import DEFAULT_PERSONAL_ACCOUNT_COVERS, adjudicate
 from adjudication.errors import ErrorCode, InputError
-from adjudication.formulary import BasicEntry, Category, CommercialEntry, Formulary, Part
+from adjudication.formulary import BasicEntry, Category, CommercialEntry, Formulary, Part, StandardPer
 from adjudication.money import Fen, Ratio, format_yuan, parse_ratio, parse_yuan
 from adjudication.plans import (
     ANYONE,
+    DEFAULT_WATERFALL,
     NO_CAPS,
     Band,
     Bands,
@@ -47,6 +49,7 @@ from adjudication.plans import (
     Rate,
     RatioRule,
     Variant,
+    check_waterfall,
 )
 from adjudication.results import Adjudication, Reason
 
@@ -59,13 +62,26 @@ LEVELS = (1, 2, 3)
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    """Everything `adjudicate` needs for one claim."""
+    """Everything `adjudicate` needs for one claim, with the insuring region's policies."""
 
     claim: Claim
     patient: Patient
     institution: Institution
     formulary: Formulary
     plans: tuple[Plan, ...]
+    waterfall: tuple[PlanKind, ...] = DEFAULT_WATERFALL
+    personal_account_covers: tuple[Part, ...] = DEFAULT_PERSONAL_ACCOUNT_COVERS
+
+    def adjudicate(self) -> Adjudication:
+        return adjudicate(
+            self.claim,
+            patient=self.patient,
+            institution=self.institution,
+            formulary=self.formulary,
+            plans=self.plans,
+            waterfall=self.waterfall,
+            personal_account_covers=self.personal_account_covers,
+        )
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -261,6 +277,8 @@ def read_patient(value: object, path: str = "patient") -> Patient:
         flags=frozenset(reader.texts("flags")),
         accumulators=MappingProxyType(accumulators),
         units_received=MappingProxyType(units),
+        consents=frozenset(reader.texts("consents")),
+        personal_account=reader.optional_yuan("personal_account"),
     )
     reader.done()
     return patient
@@ -283,9 +301,22 @@ def _basic_entry(value: object, path: str) -> BasicEntry:
             if visits is None
             else (read_enum(v, p, Visit) for v, p in read_items(visits, reader.at("restricted_visits")))
         ),
+        standard_per=read_enum(reader.optional("standard_per") or "package", reader.at("standard_per"), StandardPer),
+        package_units=_package_units(reader),
     )
     reader.done()
+    if entry.standard_per is StandardPer.SMALLEST and entry.package_units is None:
+        raise InputError(
+            reader.at("package_units"),
+            "is required with a payment standard per smallest unit",
+            ErrorCode.MISSING_FIELD,
+        )
     return entry
+
+
+def _package_units(reader: Reader) -> int | None:
+    value = reader.optional("package_units")
+    return None if value is None else read_integer(value, reader.at("package_units"), 1)
 
 
 def _commercial_entry(value: object, path: str) -> CommercialEntry:
@@ -294,6 +325,7 @@ def _commercial_entry(value: object, path: str) -> CommercialEntry:
         drug=reader.text("drug"),
         insurer=reader.text("insurer"),
         settlement_price=reader.yuan("settlement_price"),
+        package_units=_package_units(reader),
     )
     reader.done()
     return entry
@@ -355,11 +387,25 @@ def _criteria(value: object, path: str, *, conditions: bool) -> Criteria:
         flags=frozenset(reader.texts("flags")),
         diagnoses=reader.texts("diagnoses"),
         drugs=frozenset(reader.texts("drugs")),
+        visits=frozenset(_visits(reader.optional("visits"), reader.at("visits"))),
         levels=levels,
         outside_region=outside_region,
     )
     reader.done()
     return criteria
+
+
+def _visits(value: object | None, path: str) -> tuple[Visit, ...]:
+    return () if value is None else tuple(read_enum(v, p, Visit) for v, p in read_items(value, path))
+
+
+def _requires_authorization(value: object | None, path: str) -> bool | frozenset[str]:
+    """A list of drugs, or true for every drug the plan covers (false, or an empty list: none)."""
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    return frozenset(read_text(v, p) for v, p in read_items(value, path))
 
 
 def _base_term(value: object, path: str) -> BaseTerm:
@@ -373,10 +419,10 @@ def _base_term(value: object, path: str) -> BaseTerm:
     return term
 
 
-def _part(value: object, path: str) -> Part:
+def _part(value: object, path: str, code: ErrorCode = ErrorCode.INVALID_FIELD) -> Part:
     names = {part.key: part for part in Part}
     if not isinstance(value, str) or value not in names:
-        raise InputError(path, f"{value!r} is not one of: {', '.join(names)}")
+        raise InputError(path, f"{value!r} is not one of: {', '.join(names)}", code)
     return names[value]
 
 
@@ -488,12 +534,24 @@ def read_plan(value: object, path: str) -> Plan:
     plan_id, payer, kind = reader.text("id"), reader.text("payer"), reader.enum("kind", PlanKind)
     raw_eligible = reader.optional("eligible")
     eligible = ANYONE if raw_eligible is None else _criteria(raw_eligible, reader.at("eligible"), conditions=False)
+    requires_authorization = _requires_authorization(
+        reader.optional("requires_authorization"), reader.at("requires_authorization")
+    )
+    requires_consent = reader.boolean("requires_consent")
     raw_in_kind = reader.optional("in_kind")
     if raw_in_kind is not None:
         for key in ("base", "only_catalogue", "deductible", "ratio", "caps", "variants"):
             if reader.has(key):
                 raise InputError(reader.at(key), "a donation programme (in_kind) pays in units, not on a base")
-        plan = Plan(plan_id, payer, kind, eligible=eligible, in_kind=_in_kind(raw_in_kind, reader.at("in_kind")))
+        plan = Plan(
+            plan_id,
+            payer,
+            kind,
+            eligible=eligible,
+            in_kind=_in_kind(raw_in_kind, reader.at("in_kind")),
+            requires_authorization=requires_authorization,
+            requires_consent=requires_consent,
+        )
         reader.done()
         return plan
     base = tuple(_base_term(v, p) for v, p in read_items(reader.required("base"), reader.at("base")))
@@ -516,6 +574,8 @@ def read_plan(value: object, path: str) -> Plan:
         variants=()
         if variants is None
         else tuple(_variant(v, p) for v, p in read_items(variants, reader.at("variants"))),
+        requires_authorization=requires_authorization,
+        requires_consent=requires_consent,
     )
     reader.done()
     return plan
@@ -531,6 +591,18 @@ def read_plans(value: object, path: str = "plans") -> tuple[Plan, ...]:
     return tuple(plans)
 
 
+def _paid_before(value: object | None, path: str) -> tuple[Fen, Fen, Fen, Fen]:
+    """Amounts by part already paid on a line; parts not named were not paid."""
+    amounts = [0, 0, 0, 0]
+    if value is None:
+        return (0, 0, 0, 0)
+    reader = Reader(value, path)
+    for key in reader.value:
+        if key != COMMENT:
+            amounts[_part(key, reader.at(key), ErrorCode.UNKNOWN_FIELD)] = read_yuan(reader.value[key], reader.at(key))
+    return (amounts[0], amounts[1], amounts[2], amounts[3])
+
+
 def _line(value: object, path: str) -> ClaimLine:
     reader = Reader(value, path)
     line = ClaimLine(
@@ -540,6 +612,8 @@ def _line(value: object, path: str) -> ClaimLine:
         trace_codes=reader.texts("trace_codes"),
         prescription_id=reader.optional_text("prescription_id"),
         split=reader.boolean("split"),
+        authorizations=frozenset(reader.texts("authorizations")),
+        paid_before=_paid_before(reader.optional("paid_before"), reader.at("paid_before")),
     )
     reader.done()
     return line
@@ -571,6 +645,28 @@ def read_date(value: object, path: str) -> date:
     raise InputError(path, "must be a date such as 2026-03-15")
 
 
+def read_waterfall(value: object | None, path: str = "waterfall") -> tuple[PlanKind, ...]:
+    """A region's order of plan kinds: all six, each once (absent: the default order)."""
+    if value is None:
+        return DEFAULT_WATERFALL
+    order = tuple(read_enum(v, p, PlanKind) for v, p in read_items(value, path))
+    check_waterfall(order, path)
+    return order
+
+
+def read_personal_account_covers(value: object | None, path: str = "personal_account_covers") -> tuple[Part, ...]:
+    """The parts a personal account pays (absent: in_scope and self_pay_first; empty: none)."""
+    if value is None:
+        return DEFAULT_PERSONAL_ACCOUNT_COVERS
+    parts: list[Part] = []
+    for item, item_path in read_items(value, path):
+        part = _part(item, item_path)
+        if part in parts:
+            raise InputError(item_path, f"{part.key} is named twice", ErrorCode.DUPLICATE)
+        parts.append(part)
+    return tuple(parts)
+
+
 def read_scenario(value: object) -> Scenario:
     """A whole scenario (SCENARIO.md's Input), checked field by field."""
     reader = Reader(value, "")
@@ -582,6 +678,8 @@ def read_scenario(value: object) -> Scenario:
         formulary=read_formulary(reader.required("formulary")),
         plans=read_plans(reader.required("plans")),
         claim=read_claim(reader.required("claim"), service_date),
+        waterfall=read_waterfall(reader.optional("waterfall")),
+        personal_account_covers=read_personal_account_covers(reader.optional("personal_account_covers")),
     )
     reader.done()
     if (scenario.claim.visit is Visit.PHARMACY) != (institution.kind is InstitutionKind.PHARMACY):
@@ -610,6 +708,7 @@ def render(result: Adjudication) -> dict[str, object]:
     """The output object of SCENARIO.md."""
     return {
         "total": format_yuan(result.total),
+        "paid_before": format_yuan(result.paid_before),
         "parts": _parts(result.parts),
         "payers": [
             {
@@ -624,6 +723,11 @@ def render(result: Adjudication) -> dict[str, object]:
             for payer in result.payers
         ],
         "patient": format_yuan(result.patient),
+        "personal_account": {
+            "paid": format_yuan(result.personal_account_paid),
+            "balance": format_yuan(result.personal_account_balance),
+        },
+        "cash": format_yuan(result.cash),
         "lines": [
             {
                 "index": line.index,
@@ -634,6 +738,7 @@ def render(result: Adjudication) -> dict[str, object]:
                 "parts": _parts(line.parts),
                 "paid": _amounts(line.paid),
                 "patient": format_yuan(line.patient),
+                "personal_account": format_yuan(line.personal_account),
                 "reasons": _reasons(line.reasons),
             }
             for line in result.lines

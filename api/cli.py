@@ -60,7 +60,7 @@ def _read(path: str) -> str:
 
 
 def _adjudicate(args: argparse.Namespace) -> int:
-    from adjudication import InputError, adjudicate
+    from adjudication import InputError
     from adjudication.scenario import loads, read_scenario, render
 
     try:
@@ -69,14 +69,7 @@ def _adjudicate(args: argparse.Namespace) -> int:
         print(f"settle: cannot read {args.file}: {error.strerror}", file=sys.stderr)
         return EXIT_INPUT
     try:
-        scenario = read_scenario(loads(text))
-        result = adjudicate(
-            scenario.claim,
-            patient=scenario.patient,
-            institution=scenario.institution,
-            formulary=scenario.formulary,
-            plans=scenario.plans,
-        )
+        result = read_scenario(loads(text)).adjudicate()
     except InputError as error:
         print(f"settle: invalid input: {error}", file=sys.stderr)
         return EXIT_INPUT

@@ -82,6 +82,8 @@ class SealedPrice:
     drug: str
     insurer: str
     ciphertext: bytes
+    package_units: int | None
+    """The drug's package size (its split lines' rebates need it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,10 +227,24 @@ async def formulary_in_force(session: AsyncSession, region: str, on: date, cache
             .order_by(commercial.c.drug_code, commercial.c.insurer_code)
         )
     ).all()
+    # stored standards and settlement prices are per package; the drug registry's package size
+    # converts them for split lines (拆零), which the engine refuses to settle without one
+    drugs = models.Drug.__table__
+    codes = {entry.drug_code for entry in basic_rows} | {entry.drug_code for entry in commercial_rows}
+    package_units: dict[str, int] = {}
+    if codes:
+        found = await session.execute(select(drugs.c.code, drugs.c.package_units).where(drugs.c.code.in_(codes)))
+        package_units = {code: units for code, units in found.all()}
     sealed: dict[str, list[SealedPrice]] = {}
     for entry in commercial_rows:
         sealed.setdefault(entry.drug_code, []).append(
-            SealedPrice(entry.id, entry.drug_code, entry.insurer_code, entry.settlement_price_ct)
+            SealedPrice(
+                entry.id,
+                entry.drug_code,
+                entry.insurer_code,
+                entry.settlement_price_ct,
+                package_units.get(entry.drug_code),
+            )
         )
     version = FormularyVersion(
         id=row.id,
@@ -243,6 +259,7 @@ async def formulary_in_force(session: AsyncSession, region: str, on: date, cache
                     dual_channel=entry.dual_channel,
                     restricted_diagnoses=tuple(entry.restricted_diagnoses),
                     restricted_visits=frozenset(Visit(visit) for visit in entry.restricted_visits),
+                    package_units=package_units.get(entry.drug_code),
                 )
                 for entry in basic_rows
             ),
@@ -287,7 +304,7 @@ async def formulary_for_claim(
                     decrypted.append(str(sealed.entry_id))
                 except ValueUnreadable:
                     price = None  # crypto-shredded: this insurer's rebate is not computable
-            entries.append(CommercialEntry(sealed.drug, sealed.insurer, price))
+            entries.append(CommercialEntry(sealed.drug, sealed.insurer, price, sealed.package_units))
     if decrypted:
         disclosures.append(
             audit.AuditRecord(

@@ -7,7 +7,8 @@
       "drugs":        [{"code", "generic_name", "specification", "package_units", "manufacturer",
                         "trace_prefixes", "listed_on"}],
       "people":       [{"psn_no", "id_number", "name", "insurance_type", "region", "memberships", "flags"}],
-      "formulary":    SCENARIO.md's formulary object,
+      "formulary":    SCENARIO.md's formulary object (standards per package: package sizes are the
+                      drugs' own, so no entry states standard_per "smallest" or package_units),
       "plans":        SCENARIO.md's plans (their order is their priority within a kind),
       "grants":       [{"reference", "payer", "institution", "amount", "note"}],
       "trace_policies": [{"institution", "drug", "invalid_codes": "refuse" | "accept_and_flag",
@@ -32,7 +33,7 @@ from typing import Any
 from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from adjudication import ErrorCode, Formulary, InputError, InstitutionKind, InsuranceType, Plan
+from adjudication import ErrorCode, Formulary, InputError, InstitutionKind, InsuranceType, Plan, StandardPer
 from adjudication.ledger import grant_postings
 from adjudication.scenario import (
     COMMENT,
@@ -224,6 +225,7 @@ def _fit_columns(section: str, rows: Sequence[dict[str, Any]], table: Table) -> 
 
 CODE_CHARS = models.Payer.__table__.c.code.type.length
 REGION_CHARS = models.FormularyVersion.__table__.c.region.type.length
+KIND_CHARS = models.PlanVersion.__table__.c.kind.type.length
 
 
 def _fit_codes(region: str | None, formulary: Formulary | None, plans: Sequence[Plan]) -> None:
@@ -234,12 +236,37 @@ def _fit_codes(region: str | None, formulary: Formulary | None, plans: Sequence[
         for key, value in (("id", plan.id), ("payer", plan.payer)):
             if len(value) > CODE_CHARS:
                 raise InputError(f"plans[{index}].{key}", f"at most {CODE_CHARS} characters")
+        if len(plan.kind.value) > KIND_CHARS:  # medical_assistance, until the kind columns are widened
+            raise InputError(f"plans[{index}].kind", f"the service cannot store {plan.kind.value} plans yet")
     if formulary is not None:
         codes = list(formulary.basic)
         codes += [code for pair in formulary.commercial for code in pair]
         for code in codes:
             if len(code) > CODE_CHARS:
                 raise InputError("formulary", f"the code {code[:20]}... is longer than {CODE_CHARS} characters")
+
+
+def _storable(formulary: Formulary) -> None:
+    """The service stores payment standards and settlement prices per package and takes package
+    sizes from the drug registry; an entry stating otherwise cannot be stored as written.
+    """
+    for index, entry in enumerate(formulary.basic.values()):
+        if entry.standard_per is StandardPer.SMALLEST:
+            raise InputError(
+                f"formulary.basic[{index}].standard_per",
+                "the service stores payment standards per package: state this one per package",
+            )
+        if entry.package_units is not None:
+            raise InputError(
+                f"formulary.basic[{index}].package_units",
+                "the service takes package sizes from the drug registry (drugs[].package_units): leave it out here",
+            )
+    for index, listed in enumerate(formulary.commercial.values()):
+        if listed.package_units is not None:
+            raise InputError(
+                f"formulary.commercial[{index}].package_units",
+                "the service takes package sizes from the drug registry (drugs[].package_units): leave it out here",
+            )
 
 
 async def load_document(runtime: Runtime, principal: Principal, document: object) -> LoadSummary:
@@ -274,6 +301,8 @@ async def load_document(runtime: Runtime, principal: Principal, document: object
         ):
             _fit_columns(section, rows, table)
         _fit_codes(region, formulary, plans)
+        if formulary is not None:
+            _storable(formulary)
     except InputError as error:
         raise ServiceError.from_input(error, "document") from None
 

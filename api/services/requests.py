@@ -153,7 +153,7 @@ def claim_request(
         serial=text(serial, f"{field}.serial", models.Settlement.serial),
         person=text(person, f"{field}.person", models.Person.psn_no),
         service_date=service_date,
-        visit=visit,
+        visit=_storable_visit(visit, f"{field}.visit"),
         diagnoses=tuple(
             fits(d.strip().upper(), f"{field}.diagnoses[{i}]", DIAGNOSIS_CHARS)
             for i, d in enumerate(diagnoses)
@@ -167,6 +167,14 @@ def claim_request(
             else fits(prescribing_hospital, f"{field}.prescribingHospital", models.Settlement.prescribing_hospital)
         ),
     )
+
+
+def _storable_visit(visit: Visit, field: str) -> Visit:
+    """A visit type the settlements table can hold (outpatient_chronic needs a wider column)."""
+    limit = models.Settlement.visit.property.columns[0].type.length
+    if limit is not None and len(visit.value) > limit:
+        raise ServiceError(ErrorCode.INVALID_FIELD, f"the service cannot record {visit.value} visits yet", field)
+    return visit
 
 
 def _line(line: LineInput, at: str) -> ClaimLine:

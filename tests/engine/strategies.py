@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from datetime import date
 from types import MappingProxyType
+from typing import TypeVar
 
 from hypothesis import strategies as st
 
 from adjudication import (
     Accumulator,
+    Adjudication,
     Band,
     Bands,
     BaseTerm,
@@ -25,6 +28,7 @@ from adjudication import (
     DeductiblePer,
     Formulary,
     InKind,
+    InputError,
     Institution,
     InstitutionKind,
     InsuranceType,
@@ -33,14 +37,22 @@ from adjudication import (
     Plan,
     PlanKind,
     Rate,
+    StandardPer,
     Variant,
     Visit,
+    adjudicate,
 )
+from adjudication.engine import DEFAULT_PERSONAL_ACCOUNT_COVERS
+from adjudication.formulary import PARTS
 from adjudication.money import RATIO_ONE
+from adjudication.plans import DEFAULT_WATERFALL
+
+T = TypeVar("T")
 
 DRUGS = ("XL01XC00001", "XL01XX00002", "XL01XX00003", "XL01XE00004", "XA10BX00005")
 INSURERS = ("INS-A", "INS-B")
 REGIONS = ("310100", "320100")
+PAYERS = (*INSURERS, "NHSA-310100", "MA-UNION", "CHARITY-X")
 FLAGS = ("low_income", "retired")
 MEMBERSHIPS = ("MA-1", "MA-2")
 DIAGNOSES = ("C50.9", "C34.1", "I10")
@@ -65,6 +77,8 @@ def basic_entries(draw: st.DrawFn, drug: str) -> BasicEntry:
         dual_channel=draw(st.booleans()),
         restricted_diagnoses=tuple(draw(st.lists(st.sampled_from(("C50", "C34")), max_size=1))),
         restricted_visits=draw(st.frozensets(st.sampled_from(Visit), max_size=2)),
+        standard_per=draw(st.sampled_from(StandardPer)),
+        package_units=draw(st.integers(1, 60)),
     )
 
 
@@ -75,19 +89,29 @@ def formularies(draw: st.DrawFn) -> Formulary:
     return Formulary.of(
         basic=tuple(draw(basic_entries(drug)) for drug in listed),
         self_pay_first_ratio=draw(ratios),
-        commercial=tuple(CommercialEntry(d, i, draw(st.integers(0, 1_000_000))) for d, i in commercial),
+        commercial=tuple(
+            CommercialEntry(d, i, draw(st.integers(0, 1_000_000)), draw(st.none() | st.integers(1, 60)))
+            for d, i in commercial
+        ),
     )
+
+
+def rarely(strategy: st.SearchStrategy[T], empty: T) -> st.SearchStrategy[T]:
+    """`empty` three times in four: random conditions that all restrict would leave no plan paying."""
+    return st.one_of(st.just(empty), st.just(empty), st.just(empty), strategy)
 
 
 @st.composite
 def criteria(draw: st.DrawFn, conditions: bool = False) -> Criteria:
+    nothing: frozenset[str] = frozenset()
     return Criteria(
-        insurance_types=draw(st.frozensets(st.sampled_from(InsuranceType), max_size=1)),
-        regions=draw(st.frozensets(st.sampled_from(REGIONS), max_size=1)),
-        memberships=draw(subset(MEMBERSHIPS)),
-        flags=draw(st.frozensets(st.sampled_from(FLAGS), max_size=1)),
-        diagnoses=tuple(draw(st.lists(st.sampled_from(("C50", "C34", "I")), max_size=1))),
-        drugs=frozenset() if conditions else draw(st.frozensets(st.sampled_from(DRUGS), max_size=2)),
+        insurance_types=draw(rarely(st.frozensets(st.sampled_from(InsuranceType), max_size=1), frozenset())),
+        regions=draw(rarely(st.frozensets(st.sampled_from(REGIONS), max_size=1), nothing)),
+        memberships=draw(rarely(subset(MEMBERSHIPS), nothing)),
+        flags=draw(rarely(st.frozensets(st.sampled_from(FLAGS), max_size=1), nothing)),
+        diagnoses=tuple(draw(rarely(st.lists(st.sampled_from(("C50", "C34", "I")), max_size=1), []))),
+        drugs=nothing if conditions else draw(rarely(st.frozensets(st.sampled_from(DRUGS), max_size=2), nothing)),
+        visits=draw(rarely(st.frozensets(st.sampled_from(Visit), max_size=2), frozenset())),
         levels=draw(st.frozensets(st.integers(1, 3), max_size=2)) if conditions else frozenset(),
         outside_region=draw(st.none() | st.booleans()) if conditions else None,
     )
@@ -129,22 +153,31 @@ def deductibles(draw: st.DrawFn) -> Deductible:
 caps = st.builds(Caps, claim=st.none() | fen, annual=st.none() | fen)
 
 
+def authorization_rules() -> st.SearchStrategy[bool | frozenset[str]]:
+    return st.one_of(st.just(False), st.just(True), st.frozensets(st.sampled_from(DRUGS), min_size=1, max_size=2))
+
+
 @st.composite
-def plans(draw: st.DrawFn, plan_id: str) -> Plan:
+def plans(draw: st.DrawFn, plan_id: str, donation: bool = True) -> Plan:
+    """A random plan; with `donation`, sometimes a donation programme."""
     kind = draw(st.sampled_from(PlanKind))
-    if kind is PlanKind.CHARITY and draw(st.integers(0, 3)) == 0:
+    requires_authorization = draw(rarely(authorization_rules(), False))
+    requires_consent = draw(st.integers(0, 3)) == 0
+    if donation and kind is PlanKind.CHARITY and draw(st.integers(0, 3)) == 0:
         return Plan(
             plan_id,
             "CHARITY-X",
             kind,
             eligible=draw(criteria()),
             in_kind=InKind(draw(st.sampled_from(DRUGS)), draw(st.integers(0, 6)), draw(st.integers(1, 6))),
+            requires_authorization=requires_authorization,
+            requires_consent=requires_consent,
         )
     parts = draw(st.lists(st.sampled_from(Part), unique=True, min_size=1))
     base = tuple(BaseTerm(part, draw(st.sampled_from([RATIO_ONE, RATIO_ONE, 500_000]) | ratios)) for part in parts)
     return Plan(
         plan_id,
-        draw(st.sampled_from((*INSURERS, "NHSA-310100", "MA-UNION"))),
+        draw(st.sampled_from(PAYERS[:-1])),
         kind,
         eligible=draw(criteria()),
         base=base,
@@ -166,6 +199,8 @@ def plans(draw: st.DrawFn, plan_id: str) -> Plan:
                 )
             )
         ),
+        requires_authorization=requires_authorization,
+        requires_consent=requires_consent,
     )
 
 
@@ -187,6 +222,8 @@ def patients(draw: st.DrawFn, plan_ids: tuple[str, ...]) -> Patient:
         flags=draw(subset(FLAGS)),
         accumulators=MappingProxyType({plan_id: draw(accumulators) for plan_id in plan_ids if draw(st.booleans())}),
         units_received=MappingProxyType(draw(st.dictionaries(st.sampled_from(DRUGS), st.integers(0, 10)))),
+        consents=draw(subset(PAYERS)),
+        personal_account=draw(st.none() | st.integers(0, 300_000) | fen),
     )
 
 
@@ -197,11 +234,11 @@ def institutions(draw: st.DrawFn) -> Institution:
 
 
 @st.composite
-def claims(draw: st.DrawFn, institution: Institution) -> Claim:
+def claims(draw: st.DrawFn, institution: Institution, plan_ids: tuple[str, ...]) -> Claim:
     visit = (
         Visit.PHARMACY
         if institution.kind is InstitutionKind.PHARMACY
-        else draw(st.sampled_from((Visit.OUTPATIENT, Visit.INPATIENT)))
+        else draw(st.sampled_from((Visit.OUTPATIENT, Visit.OUTPATIENT_CHRONIC, Visit.INPATIENT)))
     )
     lines = draw(
         st.lists(
@@ -210,6 +247,8 @@ def claims(draw: st.DrawFn, institution: Institution) -> Claim:
                 drug=st.sampled_from(DRUGS),
                 quantity=st.integers(1, 12),
                 unit_price=st.integers(0, 1_500_000),
+                split=st.booleans(),
+                authorizations=st.frozensets(st.sampled_from(plan_ids)) if plan_ids else st.just(frozenset()),
             ),
             min_size=1,
             max_size=4,
@@ -219,18 +258,75 @@ def claims(draw: st.DrawFn, institution: Institution) -> Claim:
     return Claim("S-1", date(2026, 3, 15), visit, diagnoses, tuple(lines))
 
 
+@dataclass(frozen=True, slots=True)
+class Case:
+    """A whole random adjudication: claim, patient, institution, formulary, plans and the region's
+    policies (waterfall order, what the personal account covers).
+    """
+
+    claim: Claim
+    patient: Patient
+    institution: Institution
+    formulary: Formulary
+    plans: tuple[Plan, ...]
+    waterfall: tuple[PlanKind, ...] = DEFAULT_WATERFALL
+    personal_account_covers: tuple[Part, ...] = DEFAULT_PERSONAL_ACCOUNT_COVERS
+
+    def run(self) -> Adjudication:
+        return adjudicate(
+            self.claim,
+            patient=self.patient,
+            institution=self.institution,
+            formulary=self.formulary,
+            plans=self.plans,
+            waterfall=self.waterfall,
+            personal_account_covers=self.personal_account_covers,
+        )
+
+
+def settleable(claim: Claim, formulary: Formulary, plan_list: tuple[Plan, ...]) -> Claim:
+    """The claim with `split` dropped from the lines whose units could not be settled split (a
+    donated drug, or no package_units to convert with): those are malformed, tested elsewhere.
+    """
+    donated = frozenset(plan.in_kind.drug for plan in plan_list if plan.in_kind is not None)
+    lines = []
+    for index, line in enumerate(claim.lines):
+        try:
+            formulary.check_units(line, f"claim.lines[{index}]", donated)
+        except InputError:
+            line = replace(line, split=False)
+        lines.append(line)
+    return replace(claim, lines=tuple(lines))
+
+
 @st.composite
-def cases(draw: st.DrawFn) -> tuple[Claim, Patient, Institution, Formulary, tuple[Plan, ...]]:
-    """A whole random adjudication: claim, patient, institution, formulary, plans."""
+def cases(draw: st.DrawFn, paid_before: bool = True) -> Case:
+    """A random case; with `paid_before`, some lines carry amounts an earlier settlement paid, each
+    at most its part (the parts are those of the same claim without them).
+    """
     institution = draw(institutions())
     plan_list = draw(plan_lists())
-    return (
-        draw(claims(institution)),
-        draw(patients(tuple(plan.id for plan in plan_list))),
+    formulary = draw(formularies())
+    plan_ids = tuple(plan.id for plan in plan_list)
+    case = Case(
+        settleable(draw(claims(institution, plan_ids)), formulary, plan_list),
+        draw(patients(plan_ids)),
         institution,
-        draw(formularies()),
+        formulary,
         plan_list,
+        tuple(draw(st.permutations(list(PlanKind)))),
+        tuple(draw(st.lists(st.sampled_from(PARTS), unique=True))),
     )
+    if not paid_before or not draw(st.booleans()):
+        return case
+    first = case.run()
+    lines = tuple(
+        replace(line, paid_before=tuple(draw(st.integers(0, part)) for part in result.parts))  # type: ignore[arg-type]
+        if draw(st.booleans())
+        else line
+        for line, result in zip(case.claim.lines, first.lines, strict=True)
+    )
+    return replace(case, claim=replace(case.claim, lines=lines))
 
 
 PAYERS = ("CHARITY-X", "INS-A", "INS-B", "MA-UNION", "NHSA-310100")

@@ -16,6 +16,7 @@ EXAMPLE = json.loads(
     (Path(__file__).resolve().parent.parent / "scenarios" / "spec_worked_example" / "input.json").read_text("utf-8")
 )
 Mutation = Callable[[dict[str, Any]], None]
+ALL_KINDS = ["basic", "serious_illness", "medical_assistance", "commercial", "mutual_aid", "charity"]
 
 
 def settle_adjudicate(text: str) -> subprocess.CompletedProcess[str]:
@@ -79,6 +80,99 @@ CASES: list[tuple[str, Mutation, str]] = [
         "plans[0].deductible.subsequent",
     ),
     ("unknown level key", set_at(["plans", 0, "ratio", "by_level", "4"], "0.50"), "plans[0].ratio.by_level.4"),
+    # a region's waterfall: all six kinds, each once
+    (
+        "waterfall missing a kind",
+        set_at(["waterfall"], ["basic", "serious_illness", "commercial", "mutual_aid", "charity"]),
+        "waterfall",
+    ),
+    ("waterfall repeating a kind", set_at(["waterfall"], [*ALL_KINDS[:5], "basic"]), "waterfall[5]"),
+    (
+        "waterfall naming an unknown kind",
+        set_at(["waterfall"], [*ALL_KINDS[:2], "lottery", *ALL_KINDS[3:]]),
+        "waterfall[2]",
+    ),
+    ("waterfall not a list", set_at(["waterfall"], "basic"), "waterfall"),
+    # payment-standard units
+    (
+        "split line without package_units against a per-package standard",
+        set_at(["claim", "lines", 0], {"drug": "XL01XX00003", "quantity": 10, "unit_price": "300.00", "split": True}),
+        "formulary.basic[1].package_units",
+    ),
+    (
+        "standard per smallest unit without package_units",
+        set_at(["formulary", "basic", 0, "standard_per"], "smallest"),
+        "formulary.basic[0].package_units",
+    ),
+    (
+        "split line of a commercial drug with no package_units anywhere",
+        set_at(["claim", "lines", 0], {"drug": "XL01XX00002", "quantity": 2, "unit_price": "100.00", "split": True}),
+        "formulary.commercial[0].package_units",
+    ),
+    ("split line of an in-kind-donated drug", set_at(["claim", "lines", 0, "split"], True), "claim.lines[0].split"),
+    (
+        "standard_per other than package or smallest",
+        set_at(["formulary", "basic", 0, "standard_per"], "box"),
+        "formulary.basic[0].standard_per",
+    ),
+    (
+        "package_units of zero",
+        set_at(["formulary", "basic", 0, "package_units"], 0),
+        "formulary.basic[0].package_units",
+    ),
+    # claims after the fact
+    (
+        "paid_before above the part",
+        set_at(["claim", "lines", 0, "paid_before"], {"in_scope": "2700.01"}),
+        "claim.lines[0].paid_before.in_scope",
+    ),
+    (
+        "paid_before negative",
+        set_at(["claim", "lines", 0, "paid_before"], {"self_pay_first": "-1.00"}),
+        "claim.lines[0].paid_before.self_pay_first",
+    ),
+    (
+        "paid_before of an unknown part",
+        set_at(["claim", "lines", 0, "paid_before"], {"vat": "1.00"}),
+        "claim.lines[0].paid_before.vat",
+    ),
+    (
+        "paid_before with three decimals",
+        set_at(["claim", "lines", 0, "paid_before"], {"in_scope": "1.001"}),
+        "claim.lines[0].paid_before.in_scope",
+    ),
+    # pre-authorization and consent
+    (
+        "authorizations not a list",
+        set_at(["claim", "lines", 0, "authorizations"], "HMB-SH"),
+        "claim.lines[0].authorizations",
+    ),
+    (
+        "requires_authorization neither a list nor true",
+        set_at(["plans", 2, "requires_authorization"], "all"),
+        "plans[2].requires_authorization",
+    ),
+    ("consents not a list", set_at(["patient", "consents"], "INS-A"), "patient.consents"),
+    ("requires_consent not a boolean", set_at(["plans", 2, "requires_consent"], "yes"), "plans[2].requires_consent"),
+    # visits
+    ("unknown visit in eligible", set_at(["plans", 0, "eligible", "visits"], ["home"]), "plans[0].eligible.visits[0]"),
+    # the personal account
+    ("personal account negative", set_at(["patient", "personal_account"], "-1.00"), "patient.personal_account"),
+    (
+        "personal account with three decimals",
+        set_at(["patient", "personal_account"], "800.001"),
+        "patient.personal_account",
+    ),
+    (
+        "personal account covering an unknown part",
+        set_at(["personal_account_covers"], ["in_scope", "drugs"]),
+        "personal_account_covers[1]",
+    ),
+    (
+        "personal account covering a part twice",
+        set_at(["personal_account_covers"], ["in_scope", "in_scope"]),
+        "personal_account_covers[1]",
+    ),
 ]
 
 

@@ -10,31 +10,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adjudication import (
-    Adjudication,
-    Claim,
-    Formulary,
     Funding,
-    Institution,
     InvariantError,
-    Patient,
     PayerShare,
-    Plan,
     PlanFunding,
     PlanKind,
     PoolDraw,
-    adjudicate,
     fund,
     shares_by_payer,
 )
-from tests.engine.strategies import PAYERS, cases, fen, payer_amounts
+from tests.engine.strategies import PAYERS, Case, cases, fen, payer_amounts
 
-Case = tuple[Claim, Patient, Institution, Formulary, tuple[Plan, ...]]
 EXAMPLES = settings(max_examples=400, deadline=None)
-
-
-def run(case: Case) -> Adjudication:
-    claim, patient, institution, formulary, plan_list = case
-    return adjudicate(claim, patient=patient, institution=institution, formulary=formulary, plans=plan_list)
 
 
 def share(plan: str, payer: str, amount: int) -> PayerShare:
@@ -105,7 +92,7 @@ def test_with_no_money_in_the_pools_every_share_is_owed(shares: dict[str, int]) 
 def test_plans_of_one_payer_draw_on_its_one_pool_in_waterfall_order(case: Case, balances: dict[str, int]) -> None:
     """The per-plan figures are those of drawing plan by plan, in the engine's order, on a pool
     shared by the payer's plans; and they add up to the payer's draw."""
-    result = run(case)
+    result = case.run()
     funding = fund(shares_by_payer(result.payers), balances)
     by_plan = funding.over_plans(result.payers)
     left = dict(balances)
@@ -121,10 +108,10 @@ def test_plans_of_one_payer_draw_on_its_one_pool_in_waterfall_order(case: Case, 
 @EXAMPLES
 @given(cases())
 def test_a_payers_share_is_its_plans_amounts_summed(case: Case) -> None:
-    result = run(case)
+    result = case.run()
     shares = shares_by_payer(result.payers)
     assert set(shares) == {payer.payer for payer in result.payers}
-    assert sum(shares.values()) + result.patient == result.total
+    assert result.paid_before + sum(shares.values()) + result.patient == result.total
 
 
 def test_a_pool_that_runs_dry_leaves_the_rest_owed() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from types import MappingProxyType
 
 import pytest
 
 from adjudication import (
+    Adjudication,
     Band,
     Bands,
     BaseTerm,
@@ -29,6 +31,7 @@ from adjudication import (
     PlanKind,
     Rate,
     ReasonCode,
+    StandardPer,
     Visit,
     adjudicate,
 )
@@ -107,3 +110,80 @@ def test_a_hospital_cannot_submit_a_pharmacy_visit() -> None:
 def test_with_no_plan_the_patient_pays_everything() -> None:
     result = adjudicate(claim_of(3, 333), patient=PATIENT, institution=HOSPITAL, formulary=FORMULARY, plans=[])
     assert (result.total, result.patient, result.payers) == (999, 999, ())
+
+
+def tablets(quantity: int, unit_price: int, entry: BasicEntry) -> Adjudication:
+    claim = Claim(
+        "S-1", date(2026, 3, 15), Visit.OUTPATIENT, ("I10",), (ClaimLine(entry.drug, quantity, unit_price, split=True),)
+    )
+    return adjudicate(claim, patient=PATIENT, institution=HOSPITAL, formulary=Formulary.of(basic=(entry,)), plans=[])
+
+
+def test_a_split_line_priced_under_the_per_unit_quotient_is_allowed_in_full() -> None:
+    entry = BasicEntry("XL01XE00004", Category.A, payment_standard=10_000, package_units=3)  # 33.333... a tablet
+    assert tablets(7, 3_333, entry).lines[0].parts == (23_331, 0, 0, 0)
+
+
+def test_a_split_line_against_a_per_smallest_standard_needs_no_package_units() -> None:
+    entry = BasicEntry("XL01XE00004", Category.A, payment_standard=17_000, standard_per=StandardPer.SMALLEST)
+    assert tablets(3, 18_000, entry).lines[0].parts == (51_000, 0, 3_000, 0)
+
+
+def test_a_split_line_meeting_a_per_package_standard_without_package_units_is_refused() -> None:
+    entry = BasicEntry("XL01XE00004", Category.A, payment_standard=17_000)
+    with pytest.raises(InputError) as refused:
+        tablets(3, 18_000, entry)
+    assert (refused.value.field, refused.value.code) == ("formulary.basic[0].package_units", ErrorCode.MISSING_FIELD)
+
+
+def test_a_split_line_adds_no_package_to_units_received() -> None:
+    entry = BasicEntry("XL01XE00004", Category.A, payment_standard=17_000, package_units=30)
+    assert tablets(3, 100, entry).units_received == {"XL01XE00004": 0}
+
+
+def test_a_waterfall_that_leaves_a_kind_out_is_refused_on_engine_values_too() -> None:
+    order = (PlanKind.BASIC, PlanKind.SERIOUS_ILLNESS, PlanKind.COMMERCIAL, PlanKind.MUTUAL_AID, PlanKind.CHARITY)
+    with pytest.raises(InputError) as refused:
+        adjudicate(
+            claim_of(1, 100), patient=PATIENT, institution=HOSPITAL, formulary=FORMULARY, plans=[], waterfall=order
+        )
+    assert refused.value.field == "waterfall"
+
+
+def test_a_donation_programme_without_the_patients_consent_gives_nothing_yet_the_units_count() -> None:
+    programme = Plan("PAP", "CHARITY-X", PlanKind.CHARITY, in_kind=InKind("XL01XE00004", 0, 3), requires_consent=True)
+    result = adjudicate(
+        claim_of(2, 10_000), patient=PATIENT, institution=HOSPITAL, formulary=FORMULARY, plans=[programme]
+    )
+    assert [r.code for r in result.payers[0].reasons] == [ReasonCode.NO_PATIENT_CONSENT]
+    assert (result.payers[0].amount, result.lines[0].donated_units) == (0, 0)
+    assert result.units_received == {"XL01XE00004": 2}
+
+
+def test_a_donation_programme_left_with_no_authorized_line_says_so() -> None:
+    programme = Plan(
+        "PAP", "CHARITY-X", PlanKind.CHARITY, in_kind=InKind("XL01XE00004", 0, 3), requires_authorization=True
+    )
+    result = adjudicate(
+        claim_of(2, 10_000), patient=PATIENT, institution=HOSPITAL, formulary=FORMULARY, plans=[programme]
+    )
+    assert [r.code for r in result.payers[0].reasons] == [ReasonCode.NOT_AUTHORIZED]
+    assert [r.code for r in result.lines[0].reasons] == [ReasonCode.NOT_AUTHORIZED]
+
+
+def test_without_a_personal_account_the_patient_pays_everything_in_cash() -> None:
+    result = adjudicate(claim_of(3, 333), patient=PATIENT, institution=HOSPITAL, formulary=FORMULARY, plans=[])
+    assert (result.personal_account_paid, result.personal_account_balance, result.cash) == (0, 0, 999)
+
+
+def test_a_personal_account_covering_every_part_leaves_cash_only_beyond_its_balance() -> None:
+    patient = replace(PATIENT, personal_account=500)
+    result = adjudicate(
+        claim_of(3, 333),
+        patient=patient,
+        institution=HOSPITAL,
+        formulary=FORMULARY,
+        plans=[],
+        personal_account_covers=tuple(Part),
+    )
+    assert (result.personal_account_paid, result.personal_account_balance, result.cash) == (500, 0, 499)

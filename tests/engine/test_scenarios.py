@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from adjudication import adjudicate
 from adjudication.scenario import loads, read_scenario, render
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
@@ -36,14 +35,7 @@ def comparable(value: object) -> object:
 
 def run(name: str) -> dict[str, object]:
     scenario = read_scenario(loads((SCENARIOS / name / "input.json").read_text(encoding="utf-8")))
-    result = adjudicate(
-        scenario.claim,
-        patient=scenario.patient,
-        institution=scenario.institution,
-        formulary=scenario.formulary,
-        plans=scenario.plans,
-    )
-    return render(result)
+    return render(scenario.adjudicate())
 
 
 def expected(name: str) -> dict[str, object]:
@@ -67,15 +59,27 @@ def test_scenario_splits_as_computed_by_hand(name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_scenario_adds_up_to_the_fen(name: str) -> None:
+    """total = paid_before + the payers' amounts + patient, per line and per claim; the personal
+    account and cash split the patient's share, and the lines' accounts add up to the claim's.
+    """
     output = run(name)
+    claim = json.loads((SCENARIOS / name / "input.json").read_text(encoding="utf-8"))["claim"]
     cents = lambda text: int(text.replace(".", ""))  # noqa: E731 - yuan strings always carry two places
     payers = output["payers"]
     lines = output["lines"]
-    assert isinstance(payers, list) and isinstance(lines, list)
+    account = output["personal_account"]
+    assert isinstance(payers, list) and isinstance(lines, list) and isinstance(account, dict)
     total = cents(str(output["total"]))
-    assert cents(str(output["patient"])) + sum(cents(p["amount"]) for p in payers) == total
-    for line in lines:
-        assert cents(line["patient"]) + sum(cents(v) for v in line["paid"].values()) == cents(line["total"])
+    paid_before = cents(str(output["paid_before"]))
+    assert paid_before + cents(str(output["patient"])) + sum(cents(p["amount"]) for p in payers) == total
+    assert cents(account["paid"]) + cents(str(output["cash"])) == cents(str(output["patient"]))
+    assert sum(cents(line["personal_account"]) for line in lines) == cents(account["paid"])
+    line_paid_before = [sum(cents(v) for v in line.get("paid_before", {}).values()) for line in claim["lines"]]
+    assert sum(line_paid_before) == paid_before
+    for line, before in zip(lines, line_paid_before, strict=True):
+        paid = sum(cents(v) for v in line["paid"].values())
+        assert before + paid + cents(line["patient"]) == cents(line["total"])
+        assert 0 <= cents(line["personal_account"]) <= cents(line["patient"])
 
 
 @pytest.mark.parametrize(
