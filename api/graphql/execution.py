@@ -196,7 +196,7 @@ def string_problem(value: str, limit: int) -> str | None:
     return None
 
 
-def _variable_problem(value: Any, limit: int) -> str | None:
+def _variable_problem(value: object, limit: int) -> str | None:
     """The first bad string anywhere in the variables (keys included), or None."""
     stack = [value]
     while stack:
