@@ -17,6 +17,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import exports
 from api.auth import Principal, Role, TokenVerifier, Unauthenticated, build_verifier, unverified_token_id
@@ -77,12 +78,12 @@ class Authenticated:
     the GraphiQL page itself (a GET for HTML) is open.
     """
 
-    def __init__(self, app: Any, state: dict[str, Any], *, ide: GraphiQLPage | None = None) -> None:
+    def __init__(self, app: ASGIApp, state: dict[str, Any], *, ide: GraphiQLPage | None = None) -> None:
         self.app = app
         self.state = state
         self.ide = ide
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope)
         if self.ide is not None and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
             page = self.ide.response(request)  # the page only: every query it sends is checked
@@ -187,7 +188,7 @@ class Export:
         self.handler = handler
         self.state = state
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self.handler(Request(scope), self.state["context"], scope["principal"])
         await response(scope, receive, send)
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from jwt.algorithms import OKPAlgorithm
+from jwt.algorithms import AllowedPublicKeys, OKPAlgorithm
 
 log = logging.getLogger("settle.auth")
 
@@ -85,7 +85,7 @@ class TrustedKey:
     issuer: str
     key_id: str
     algorithm: str
-    key: Any  # a public key object from cryptography
+    key: AllowedPublicKeys
 
 
 DEFAULT_MAX_LIFETIME_SECONDS = 12 * 3600
@@ -108,7 +108,10 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
-            trusted = self.keys.get((unverified.get("iss"), header.get("kid")))
+            issuer, key_id = unverified.get("iss"), header.get("kid")
+            if not isinstance(issuer, str) or not isinstance(key_id, str):
+                raise Unauthenticated
+            trusted = self.keys.get((issuer, key_id))
             if trusted is None or header.get("alg") != trusted.algorithm:
                 raise Unauthenticated
             claims = jwt.decode(

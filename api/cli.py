@@ -39,12 +39,12 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
     from api.services.runtime import Runtime
     from api.settings import Settings
@@ -237,7 +237,9 @@ def _keys(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-async def _audit_local(sessions: Any, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
+async def _audit_local(
+    sessions: async_sessionmaker[AsyncSession], action: str, target: str, detail: Mapping[str, object] | None = None
+) -> None:
     """The operator's writes from this command line are audited like any other."""
     from datetime import UTC, datetime
 

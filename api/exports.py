@@ -24,9 +24,10 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Generic, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -38,34 +39,91 @@ from api.errors import ServiceError
 from api.graphql.context import Context
 from api.services import audit, audit_witness, supervision
 
-ANOMALY_COLUMNS = [
-    "id",
-    "kind",
-    "severity",
-    "status",
-    "code",
-    "institution_code",
-    "region",
-    "drug_code",
-    "settlement_id",
-    "detected_at",
-    "detected_by",
-    "handled_by",
-    "handled_at",
-    "note",
-]
-EVENT_COLUMNS = [
-    "code",
-    "drug_code",
-    "kind",
-    "institution_code",
-    "settlement_id",
-    "line_index",
-    "units",
-    "patient_index",
-    "occurred_at",
-]
-RISK_COLUMNS = ["institution", "settlements", "kind", "anomalies"]
+Exported = TypeVar("Exported")
+
+
+@dataclass(frozen=True, slots=True)
+class Columns(Generic[Exported]):
+    """A file's header, and how each of its rows is read from what the service returns."""
+
+    names: tuple[str, ...]
+    values: Callable[[Exported], Sequence[object]]
+
+
+ANOMALY_COLUMNS: Columns[supervision.AnomalyView] = Columns(
+    (
+        "id",
+        "kind",
+        "severity",
+        "status",
+        "code",
+        "institution_code",
+        "region",
+        "drug_code",
+        "settlement_id",
+        "detected_at",
+        "detected_by",
+        "handled_by",
+        "handled_at",
+        "note",
+    ),
+    lambda anomaly: (
+        anomaly.id,
+        anomaly.kind,
+        anomaly.severity,
+        anomaly.status,
+        anomaly.code,
+        anomaly.institution,
+        anomaly.region,
+        anomaly.drug,
+        anomaly.settlement_id,
+        anomaly.detected_at,
+        anomaly.detected_by,
+        anomaly.handled_by,
+        anomaly.handled_at,
+        anomaly.note,
+    ),
+)
+EVENT_COLUMNS: Columns[supervision.TraceEventView] = Columns(
+    (
+        "code",
+        "drug_code",
+        "kind",
+        "institution_code",
+        "settlement_id",
+        "line_index",
+        "units",
+        "patient_index",
+        "occurred_at",
+    ),
+    lambda event: (
+        event.code,
+        event.drug,
+        event.kind,
+        event.institution,
+        event.settlement_id,
+        event.line_index,
+        event.units,
+        event.patient_index,
+        event.occurred_at,
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RiskRow:
+    """One anomaly kind of an institution's risk summary."""
+
+    institution: str
+    settlements: int
+    kind: str
+    anomalies: int
+
+
+RISK_COLUMNS: Columns[RiskRow] = Columns(
+    ("institution", "settlements", "kind", "anomalies"),
+    lambda row: (row.institution, row.settlements, row.kind, row.anomalies),
+)
 
 BOM = "\ufeff"
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
@@ -94,21 +152,19 @@ def cell(value: object) -> str | int:
     return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
 
 
-async def _csv(
-    header: Sequence[str], first: Mapping[str, Any] | None, rows: AsyncIterator[Mapping[str, Any]]
-) -> AsyncIterator[str]:
+async def _csv(columns: Columns[Exported], first: Exported | None, rows: AsyncIterator[Exported]) -> AsyncIterator[str]:
     """The file: the byte-order mark once, the header, then the rows, handed on a page at a time."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n")
     buffer.write(BOM)
-    writer.writerow(header)
+    writer.writerow(columns.names)
     if first is None:
         yield buffer.getvalue()
         return
-    writer.writerow([cell(first[column]) for column in header])
+    writer.writerow([cell(value) for value in columns.values(first)])
     written = 1
     async for row in rows:
-        writer.writerow([cell(row[column]) for column in header])
+        writer.writerow([cell(value) for value in columns.values(row)])
         written += 1
         if written % supervision.PAGE == 0:
             yield buffer.getvalue()
@@ -117,14 +173,14 @@ async def _csv(
     yield buffer.getvalue()
 
 
-async def _response(header: Sequence[str], rows: AsyncIterator[Mapping[str, Any]], name: str) -> StreamingResponse:
+async def _response(columns: Columns[Exported], rows: AsyncIterator[Exported], name: str) -> StreamingResponse:
     """The export, streamed. Its first row is read before the answer starts, so that a query that
     fails outright is answered as a failure (500, logged), not as a 200 with a truncated file; a
     failure later on breaks the connection, which a client sees as an incomplete download.
     """
     first = await anext(rows, None)
     return StreamingResponse(
-        _csv(header, first, rows),
+        _csv(columns, first, rows),
         media_type="text/csv; charset=utf-8",
         headers={"content-disposition": f'attachment; filename="{name}"'},
     )
@@ -259,14 +315,9 @@ async def risk(request: Request, context: Context, principal: Principal) -> Resp
     if summary is None:
         return _refused(ServiceError(ErrorCode.NOT_FOUND, f"no institution {institution}", "institution"), 404)
 
-    async def rows() -> AsyncIterator[dict[str, Any]]:
+    async def rows() -> AsyncIterator[RiskRow]:
         for kind, count in sorted(summary.by_kind.items()):
-            yield {
-                "institution": summary.institution,
-                "settlements": summary.settlements,
-                "kind": kind,
-                "anomalies": count,
-            }
+            yield RiskRow(summary.institution, summary.settlements, kind, count)
 
     return await _response(RISK_COLUMNS, rows(), "risk.csv")
 

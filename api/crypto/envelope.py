@@ -31,6 +31,7 @@ from api.crypto.keyring import KeyDestroyed, KeyringError, KeyState, MasterKeyPr
 from api.crypto.suites import NONCE_BYTES, Suite, keyed_hash, open_, require, seal
 from api.db import models
 from api.ids import uuid7
+from api.tables import table_of
 
 VERSION = 1
 HEADER_BYTES = 2 + 16
@@ -207,7 +208,9 @@ class FieldCipher:
         material = os.urandom(self.suite.key_bytes)
         wrapped = self.keyring.wrap(master_key_id, material, _wrap_associated(key_id, tenant))
         await session.execute(
-            models.DataKey.__table__.insert().values(
+            table_of(models.DataKey)
+            .insert()
+            .values(
                 id=key_id,
                 tenant=tenant,
                 master_key_id=master_key_id,

@@ -23,6 +23,7 @@ from api.crypto.keyring import AuditKey, FileKeyring, KeyringError, KeyState, Ma
 from api.crypto.suites import Suite, require
 from api.db import models
 from api.settings import Settings
+from api.tables import table_of
 
 
 def open_keyring(settings: Settings) -> MasterKeyProvider:
@@ -67,7 +68,7 @@ async def rewrap(sessions: async_sessionmaker[AsyncSession], keyring: MasterKeyP
     Each batch is one short transaction that locks only its data-key rows (FOR UPDATE, SKIP
     LOCKED on PostgreSQL), so settlements and concurrent rewrappers carry on.
     """
-    table = models.DataKey.__table__
+    table = table_of(models.DataKey)
     active = {key.tenant: key.key_id for key in keyring.master_keys() if key.state is KeyState.ACTIVE}
     done = 0
     while True:

@@ -12,11 +12,11 @@ import uuid
 import strawberry
 from graphql import GraphQLError
 
-from adjudication import ErrorCode as DomainErrorCode
+from adjudication import ErrorCode
 from api.errors import ServiceError
 from api.http.observability import note
 
-ErrorCode = strawberry.enum(DomainErrorCode, name="ErrorCode")
+strawberry.enum(ErrorCode, name="ErrorCode")  # the engine's codes, as they are, are the GraphQL enum ErrorCode
 
 
 @strawberry.interface
@@ -72,18 +72,18 @@ class VersionConflict(Error):
     pass
 
 
-_TYPES: dict[DomainErrorCode, type[Error]] = {
-    DomainErrorCode.NOT_FOUND: NotFound,
-    DomainErrorCode.UNKNOWN_DRUG: NotFound,
-    DomainErrorCode.NO_FORMULARY: NotFound,
-    DomainErrorCode.NOT_ELIGIBLE: NotEligible,
-    DomainErrorCode.IDEMPOTENCY_CONFLICT: IdempotencyConflict,
-    DomainErrorCode.IN_PROGRESS: InProgress,
-    DomainErrorCode.ALREADY_REVERSED: AlreadyReversed,
-    DomainErrorCode.VERSION_CONFLICT: VersionConflict,
-    DomainErrorCode.FORBIDDEN: Forbidden,
-    DomainErrorCode.TRACE_CODE_INVALID: TraceCodeRefused,
-    DomainErrorCode.TRACE_CODE_ALREADY_SOLD: TraceCodeRefused,
+_TYPES: dict[ErrorCode, type[Error]] = {
+    ErrorCode.NOT_FOUND: NotFound,
+    ErrorCode.UNKNOWN_DRUG: NotFound,
+    ErrorCode.NO_FORMULARY: NotFound,
+    ErrorCode.NOT_ELIGIBLE: NotEligible,
+    ErrorCode.IDEMPOTENCY_CONFLICT: IdempotencyConflict,
+    ErrorCode.IN_PROGRESS: InProgress,
+    ErrorCode.ALREADY_REVERSED: AlreadyReversed,
+    ErrorCode.VERSION_CONFLICT: VersionConflict,
+    ErrorCode.FORBIDDEN: Forbidden,
+    ErrorCode.TRACE_CODE_INVALID: TraceCodeRefused,
+    ErrorCode.TRACE_CODE_ALREADY_SOLD: TraceCodeRefused,
 }
 
 
@@ -105,7 +105,13 @@ def query_error(error: ServiceError) -> GraphQLError:
 def error_from(error: ServiceError) -> Error:
     note(outcome=error.code.value)  # the request line's outcome: the typed error a mutation returns
     kind = _TYPES.get(error.code, InvalidInput)
-    values = {"code": error.code, "field": error.field, "message": error.message, "retryable": error.retryable}
-    if kind in (IdempotencyConflict, AlreadyReversed):
-        values["settlement_id"] = error.details.get("settlementId")
-    return kind(**values)
+    if issubclass(kind, IdempotencyConflict | AlreadyReversed):
+        settlement_id = error.details.get("settlementId")
+        return kind(
+            code=error.code,
+            field=error.field,
+            message=error.message,
+            retryable=error.retryable,
+            settlement_id=None if settlement_id is None else strawberry.ID(settlement_id),
+        )
+    return kind(code=error.code, field=error.field, message=error.message, retryable=error.retryable)

@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import strawberry
 from graphql import (
@@ -86,6 +86,10 @@ class Limits:
     production: bool = False
 
 
+ErrorBody = Mapping[str, object]
+"""One error of an answer, as JSON: `message`, `locations`, `path`, `extensions` (with its `code`)."""
+
+
 class Refused(Exception):
     """A request refused before execution: one error with a stable code."""
 
@@ -95,7 +99,7 @@ class Refused(Exception):
         self.message = message
         self.status = status
 
-    def error(self) -> dict[str, Any]:
+    def error(self) -> ErrorBody:
         return {"message": self.message, "extensions": {"code": self.code}}
 
 
@@ -103,23 +107,26 @@ class Refused(Exception):
 class Outcome:
     """The answer to one GraphQL request, ready to serialize."""
 
-    errors: list[dict[str, Any]]
+    errors: list[ErrorBody]
     data: dict[str, Any] | None = None
     executed: bool = True
     """False for a request error: nothing ran, and `data` is absent from the answer."""
     operation: str | None = None
     """For the request log: the kind and root fields run (`mutation settle`), never the client's words."""
-    extensions: dict[str, Any] = field(default_factory=dict)
+    extensions: dict[str, object] = field(default_factory=dict)
 
     @property
     def code(self) -> str:
         """The outcome for the request log: the first error's code, or OK."""
         if not self.errors:
             return "OK"
-        return str(self.errors[0].get("extensions", {}).get("code", EdgeCode.INTERNAL_ERROR))
+        extensions = self.errors[0].get("extensions", {})
+        if not isinstance(extensions, Mapping):
+            return str(EdgeCode.INTERNAL_ERROR)
+        return str(extensions.get("code", EdgeCode.INTERNAL_ERROR))
 
-    def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {}
+    def body(self) -> dict[str, object]:
+        body: dict[str, object] = {}
         if self.errors:
             body["errors"] = self.errors
         if self.executed:
@@ -133,20 +140,23 @@ class Outcome:
         return cls(errors=[refusal.error()], executed=False, operation=operation)
 
 
-class _LRU:
+Cached = TypeVar("Cached")
+
+
+class _LRU(Generic[Cached]):
     """A bounded cache of parsed documents and their validation, by document text."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.items: OrderedDict[str, Any] = OrderedDict()
+        self.items: OrderedDict[str, Cached] = OrderedDict()
 
-    def get(self, key: str) -> Any:
+    def get(self, key: str) -> Cached | None:
         value = self.items.get(key)
         if value is not None:
             self.items.move_to_end(key)
         return value
 
-    def put(self, key: str, value: Any) -> None:
+    def put(self, key: str, value: Cached) -> None:
         self.items[key] = value
         self.items.move_to_end(key)
         while len(self.items) > self.size:
@@ -186,7 +196,7 @@ def string_problem(value: str, limit: int) -> str | None:
     return None
 
 
-def _variable_problem(value: Any, limit: int) -> str | None:
+def _variable_problem(value: object, limit: int) -> str | None:
     """The first bad string anywhere in the variables (keys included), or None."""
     stack = [value]
     while stack:
@@ -213,8 +223,8 @@ class Executor:
             kind: frozenset(root.fields) if root is not None else frozenset()
             for kind, root in (("query", schema._schema.query_type), ("mutation", schema._schema.mutation_type))
         }
-        self.documents = _LRU(CACHE_SIZE)
-        self.validations = _LRU(CACHE_SIZE)
+        self.documents: _LRU[DocumentNode | Refused] = _LRU(CACHE_SIZE)
+        self.validations: _LRU[list[GraphQLError]] = _LRU(CACHE_SIZE)
         rules: list[type[ASTValidationRule]] = [
             *specified_rules,
             MaybeNullValidationRule,
@@ -280,7 +290,7 @@ class Executor:
         if isinstance(cached, Refused):
             raise cached
         if cached is not None:
-            return cached  # type: ignore[no-any-return]
+            return cached
         try:
             document = parse(query, max_tokens=self.limits.tokens)
             refusal = self._document_problem(document)
@@ -332,7 +342,7 @@ class Executor:
     def _validate(self, query: str, document: DocumentNode) -> list[GraphQLError]:
         cached = self.validations.get(query)
         if cached is not None:
-            return cached  # type: ignore[no-any-return]
+            return cached
         errors = validate(self.schema._schema, document, self.rules, hide_suggestions=self.limits.production)
         self.validations.put(query, errors)
         return errors
@@ -347,13 +357,13 @@ class Executor:
             )
         return Outcome([self._field_error(e) for e in errors], data=result.data, operation=operation)
 
-    def _coded(self, error: GraphQLError, code: EdgeCode) -> dict[str, Any]:
+    def _coded(self, error: GraphQLError, code: EdgeCode) -> ErrorBody:
         formatted = error.formatted
         extensions = dict(formatted.get("extensions") or {})
         extensions.setdefault("code", code.value)
         return {**formatted, "extensions": extensions}
 
-    def _field_error(self, error: GraphQLError) -> dict[str, Any]:
+    def _field_error(self, error: GraphQLError) -> ErrorBody:
         """A field's error: its own code when it has one; otherwise what `describe` makes of its
         cause (a transient database failure is retryable; anything unexpected is masked).
         """

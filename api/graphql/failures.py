@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import exc as sa
 
@@ -55,8 +54,8 @@ class Failure:
     retryable: bool = False
     field: str | None = None
 
-    def extensions(self) -> dict[str, Any]:
-        extensions: dict[str, Any] = {"code": self.code, "retryable": self.retryable}
+    def extensions(self) -> dict[str, object]:
+        extensions: dict[str, object] = {"code": self.code, "retryable": self.retryable}
         if self.field is not None:
             extensions["field"] = self.field
         return extensions

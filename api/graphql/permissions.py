@@ -18,8 +18,11 @@ from api.services import access, audit
 
 class Rule(BasePermission):
     message = "FORBIDDEN: your role may not read this field"
-    error_extensions: ClassVar[dict[str, Any]] = {"code": "FORBIDDEN"}  # type: ignore[misc]
     roles: ClassVar[frozenset[Role]] = frozenset()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.error_extensions = {"code": "FORBIDDEN"}
 
     def allows(self, principal: Principal, source: Any) -> bool:
         return principal.role in self.roles

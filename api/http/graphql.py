@@ -21,7 +21,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -84,11 +84,11 @@ def _quality(value: str) -> int:
     return min(1000, int(whole) * 1000 + int(fraction.ljust(3, "0") or 0))
 
 
-def _reject_constant(name: str) -> Any:
+def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
-def parse_json(text: str | bytes, what: str) -> Any:
+def parse_json(text: str | bytes, what: str) -> object:
     """JSON as the specification has it (UTF-8, no NaN or Infinity); any failure is a typed refusal."""
     try:
         return json.loads(text.decode("utf-8") if isinstance(text, bytes) else text, parse_constant=_reject_constant)
@@ -96,7 +96,7 @@ def parse_json(text: str | bytes, what: str) -> Any:
         raise Refused(EdgeCode.MALFORMED_REQUEST, f"{what} is not valid JSON") from None
 
 
-def _params(body: Any, trusted: TrustedDocuments | None) -> Params:
+def _params(body: object, trusted: TrustedDocuments | None) -> Params:
     if not isinstance(body, dict):
         raise Refused(EdgeCode.MALFORMED_REQUEST, "the body is one JSON object; batches are not accepted")
     query, name = body.get("query"), body.get("operationName")
@@ -116,7 +116,7 @@ def _params(body: Any, trusted: TrustedDocuments | None) -> Params:
 
 def _form_params(values: Mapping[str, str], trusted: TrustedDocuments | None) -> Params:
     """GET's parameters: `variables` and `extensions` are JSON texts."""
-    body: dict[str, Any] = {key: values[key] for key in ("query", "operationName", "documentId") if key in values}
+    body: dict[str, object] = {key: values[key] for key in ("query", "operationName", "documentId") if key in values}
     for key in ("variables", "extensions"):
         if values.get(key):
             body[key] = parse_json(values[key], key)

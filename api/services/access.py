@@ -14,7 +14,7 @@ simply not found, exactly like one that does not exist.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Table, exists, false, select, true
+from sqlalchemy import ColumnElement, FromClause, exists, false, select, true
 
 from api.auth import INSTITUTION_ROLES, PAYER_ROLES, Grant, Principal, Role
 from api.db import models
@@ -40,8 +40,8 @@ def _institution_region(principal: Principal) -> ColumnElement[str]:
     return select(institutions.c.region).where(institutions.c.code == principal.org).scalar_subquery()
 
 
-def settlements(principal: Principal, table: Table | None = None) -> ColumnElement[bool]:
-    table = table if table is not None else models.Settlement.__table__
+def settlements(principal: Principal, table: FromClause | None = None) -> ColumnElement[bool]:
+    table = models.Settlement.__table__ if table is None else table
     if principal.role in INSTITUTION_ROLES:
         return table.c.institution_code == principal.org
     if principal.role in PAYER_ROLES:

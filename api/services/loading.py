@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import ColumnElement, FromClause, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adjudication import ErrorCode, Formulary, InputError, InstitutionKind, InsuranceType, Plan, StandardPer
@@ -53,6 +53,7 @@ from api.errors import ServiceError
 from api.ids import uuid7
 from api.services import access, audit, ledger
 from api.services.runtime import Runtime
+from api.tables import table_of
 
 PAYER_KINDS = ("fund", "insurer", "mutual_aid", "charity")
 
@@ -213,9 +214,15 @@ def _grants(value: object) -> list[dict[str, Any]]:
     return rows
 
 
-def _fit_columns(section: str, rows: Sequence[dict[str, Any]], table: Table) -> None:
+def _width(column: ColumnElement[Any]) -> int | None:
+    """How many characters a column holds (None: as many as given)."""
+    length = getattr(column.type, "length", None)  # String's and its kinds'
+    return length if isinstance(length, int) else None
+
+
+def _fit_columns(section: str, rows: Sequence[dict[str, Any]], table: FromClause) -> None:
     """Every text of a section's rows fits the column it is written to (named alike)."""
-    widths = {c.name: c.type.length for c in table.columns if isinstance(getattr(c.type, "length", None), int)}
+    widths = {c.name: width for c in table.columns if (width := _width(c)) is not None}
     for index, row in enumerate(rows):
         for key, value in row.items():
             width = widths.get(key)
@@ -223,9 +230,16 @@ def _fit_columns(section: str, rows: Sequence[dict[str, Any]], table: Table) -> 
                 raise InputError(f"{section}[{index}].{key}", f"at most {width} characters, not {len(value)}")
 
 
-CODE_CHARS = models.Payer.__table__.c.code.type.length
-REGION_CHARS = models.FormularyVersion.__table__.c.region.type.length
-KIND_CHARS = models.PlanVersion.__table__.c.kind.type.length
+def _declared_width(column: ColumnElement[Any]) -> int:
+    width = _width(column)
+    if width is None:
+        raise TypeError(f"the column {column} declares no width")
+    return width
+
+
+CODE_CHARS = _declared_width(models.Payer.__table__.c.code)
+REGION_CHARS = _declared_width(models.FormularyVersion.__table__.c.region)
+KIND_CHARS = _declared_width(models.PlanVersion.__table__.c.kind)
 
 
 def _fit_codes(region: str | None, formulary: Formulary | None, plans: Sequence[Plan]) -> None:
@@ -307,10 +321,10 @@ async def load_document(runtime: Runtime, principal: Principal, document: object
         raise ServiceError.from_input(error, "document") from None
 
     async with sessions() as session:
-        await upsert(session, models.Payer.__table__, payers, ["code"])
-        await upsert(session, models.Institution.__table__, institutions, ["code"])
-        await upsert(session, models.Drug.__table__, drugs, ["code"])
-        await upsert(session, models.Person.__table__, await _seal_people(session, cipher, people), ["psn_no"])
+        await upsert(session, table_of(models.Payer), payers, ["code"])
+        await upsert(session, table_of(models.Institution), institutions, ["code"])
+        await upsert(session, table_of(models.Drug), drugs, ["code"])
+        await upsert(session, table_of(models.Person), await _seal_people(session, cipher, people), ["psn_no"])
         known_payers = set((await session.execute(select(models.Payer.code))).scalars())
         written = {"formulary": 0, "plans": 0, "unchanged": 0}
         if formulary is not None:
@@ -327,7 +341,7 @@ async def load_document(runtime: Runtime, principal: Principal, document: object
             new = await _plan_version(session, cipher, region, effective_from, index, definition, plan, now)
             written["plans" if new else "unchanged"] += 1
         granted = await _grant(session, grants, now)
-        await upsert(session, models.TracePolicy.__table__, policies, ["institution_code", "drug_code"])
+        await upsert(session, table_of(models.TracePolicy), policies, ["institution_code", "drug_code"])
         summary = LoadSummary(
             payers=len(payers),
             institutions=len(institutions),
@@ -372,7 +386,7 @@ async def _formulary_version(
     formulary: Formulary,
     now: datetime,
 ) -> bool:
-    versions = models.FormularyVersion.__table__
+    versions = table_of(models.FormularyVersion)
     content = digest(cipher, _strip_comments(raw))
     existing = (
         await session.execute(
@@ -416,6 +430,7 @@ async def _formulary_version(
     ]
     commercial = []
     for entry in formulary.commercial.values():
+        assert entry.settlement_price is not None  # a loaded document states every price (read_formulary)
         row_id = uuid7()
         place = Place("commercial_entries", "settlement_price_ct", row_id, insurer_tenant(entry.insurer))
         commercial.append(
@@ -428,9 +443,9 @@ async def _formulary_version(
             }
         )
     if basic:
-        await session.execute(models.BasicEntry.__table__.insert().values(basic))
+        await session.execute(table_of(models.BasicEntry).insert().values(basic))
     if commercial:
-        await session.execute(models.CommercialEntry.__table__.insert().values(commercial))
+        await session.execute(table_of(models.CommercialEntry).insert().values(commercial))
     return True
 
 
@@ -444,7 +459,7 @@ async def _plan_version(
     plan: Plan,
     now: datetime,
 ) -> bool:
-    versions = models.PlanVersion.__table__
+    versions = table_of(models.PlanVersion)
     definition = _strip_comments(raw)
     content = digest(cipher, definition)
     existing = (
@@ -515,7 +530,7 @@ async def _seal_people(
                 ),
             }
         )
-    taken = []
+    taken: list[tuple[str, str]] = []
     for group in chunks(list(indexes)):
         statement = select(table.c.id_number_index, table.c.psn_no).where(table.c.id_number_index.in_(group))
         taken.extend((row[0], row[1]) for row in await session.execute(statement))
@@ -557,7 +572,7 @@ async def grant_prepayments(session: AsyncSession, grants: Sequence[dict[str, An
     """Record grants (reference, payer, institution, amount_fen, note): each pool is locked once,
     in payer order, its totals raised, and treasury -> pool posted to the ledger.
     """
-    pools = models.PrepaymentPool.__table__
+    pools = table_of(models.PrepaymentPool)
     keys = sorted({(grant["payer"], grant["institution"]) for grant in grants})
     await insert_missing(
         session,
@@ -587,7 +602,9 @@ async def grant_prepayments(session: AsyncSession, grants: Sequence[dict[str, An
         for grant in mine:
             grant_id = uuid7()
             await session.execute(
-                models.PrepaymentGrant.__table__.insert().values(
+                table_of(models.PrepaymentGrant)
+                .insert()
+                .values(
                     id=grant_id,
                     reference=grant["reference"],
                     pool_id=pool["id"],
@@ -598,5 +615,5 @@ async def grant_prepayments(session: AsyncSession, grants: Sequence[dict[str, An
             )
             postings = grant_postings(payer, institution, grant["amount_fen"])
             await session.execute(
-                models.LedgerEntry.__table__.insert().values(ledger.entry_rows(postings, now, grant_id=grant_id))
+                table_of(models.LedgerEntry).insert().values(ledger.entry_rows(postings, now, grant_id=grant_id))
             )

@@ -6,11 +6,12 @@ accumulators, an institution and its prepayment pools, plans, the commercial cat
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Table, exists, select
+from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adjudication import ErrorCode
@@ -18,13 +19,13 @@ from api.auth import Principal
 from api.crypto.envelope import DecryptionError, Place
 from api.crypto.tenants import insurer_tenant
 from api.db import models
+from api.db.base import Base
 from api.errors import ServiceError
 from api.services import access, audit, cursors
 from api.services.records import SettlementView, read_settlements
 from api.services.runtime import Runtime
 
 MAX_PAGE = 200
-Row = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,49 +118,187 @@ async def settlements(
     return Page(tuple(found[i] for i in ids), tuple(encode_cursor(i) for i in ids), has_next)
 
 
-async def _rows(
-    sessions: async_sessionmaker[AsyncSession], table: Table, *where: ColumnElement[bool], order: Any = None
-) -> list[Row]:
-    statement = select(table).where(*where)
+Model = TypeVar("Model", bound=Base)
+
+
+async def _all(
+    sessions: async_sessionmaker[AsyncSession],
+    model: type[Model],
+    *where: ColumnElement[bool],
+    order: ColumnElement[Any] | None = None,
+) -> list[Model]:
+    statement = select(model).where(*where)
     if order is not None:
         statement = statement.order_by(order)
     async with sessions() as session:
-        return [dict(row) for row in (await session.execute(statement)).mappings()]
+        return list((await session.execute(statement)).scalars())
 
 
-async def person(sessions: async_sessionmaker[AsyncSession], principal: Principal, psn_no: str) -> Row | None:
+@dataclass(frozen=True, slots=True)
+class PersonView:
+    """An insured person. The ID number and the name stay sealed: they are decrypted (and the
+    reading audited) only for a caller whose field permission admits it.
+    """
+
+    id: uuid.UUID
+    psn_no: str
+    insurance_type: str
+    region: str
+    memberships: tuple[str, ...]
+    flags: tuple[str, ...]
+    id_number_ct: bytes
+    name_ct: bytes
+
+
+def _person(person: models.Person) -> PersonView:
+    return PersonView(
+        id=person.id,
+        psn_no=person.psn_no,
+        insurance_type=person.insurance_type,
+        region=person.region,
+        memberships=tuple(person.memberships),
+        flags=tuple(person.flags),
+        id_number_ct=person.id_number_ct,
+        name_ct=person.name_ct,
+    )
+
+
+async def person(sessions: async_sessionmaker[AsyncSession], principal: Principal, psn_no: str) -> PersonView | None:
     table = models.Person.__table__
-    found = await _rows(sessions, table, table.c.psn_no == psn_no, access.people(principal))
-    return found[0] if found else None
+    found = await _all(sessions, models.Person, table.c.psn_no == psn_no, access.people(principal))
+    return _person(found[0]) if found else None
 
 
-async def accumulators(sessions: async_sessionmaker[AsyncSession], person_id: uuid.UUID, year: int) -> list[Row]:
+async def person_by_id_number(runtime: Runtime, principal: Principal, id_number: str) -> PersonView | None:
+    """Found through the keyed blind index of the ID number: the table is never decrypted."""
+    table = models.Person.__table__
+    index = runtime.cipher.blind_index("id_number", id_number.strip().upper())
+    found = await _all(runtime.sessions, models.Person, table.c.id_number_index == index, access.people(principal))
+    return _person(found[0]) if found else None
+
+
+@dataclass(frozen=True, slots=True)
+class AccumulatorView:
+    """One person's totals under one plan in one year."""
+
+    plan: str
+    year: int
+    deductible_met_fen: int
+    base_spent_fen: int
+    paid_fen: int
+    claims: int
+
+
+async def accumulators(
+    sessions: async_sessionmaker[AsyncSession], person_id: uuid.UUID, year: int
+) -> list[AccumulatorView]:
     """A person's accumulators: asked through a Person the caller could already see."""
     table = models.Accumulator.__table__
-    return await _rows(sessions, table, table.c.person_id == person_id, table.c.year == year, order=table.c.plan_code)
-
-
-async def units_received(sessions: async_sessionmaker[AsyncSession], person_id: uuid.UUID, year: int) -> list[Row]:
-    table = models.UnitsReceived.__table__
-    return await _rows(sessions, table, table.c.person_id == person_id, table.c.year == year, order=table.c.drug_code)
-
-
-async def institution(sessions: async_sessionmaker[AsyncSession], principal: Principal, code: str) -> Row | None:
-    table = models.Institution.__table__
-    found = await _rows(sessions, table, table.c.code == code, access.institutions(principal))
-    return found[0] if found else None
-
-
-async def pools(sessions: async_sessionmaker[AsyncSession], principal: Principal, institution_code: str) -> list[Row]:
-    table = models.PrepaymentPool.__table__
-    return await _rows(
-        sessions, table, table.c.institution_code == institution_code, access.pools(principal), order=table.c.payer_code
+    found = await _all(
+        sessions, models.Accumulator, table.c.person_id == person_id, table.c.year == year, order=table.c.plan_code
     )
+    return [
+        AccumulatorView(
+            plan=row.plan_code,
+            year=row.year,
+            deductible_met_fen=row.deductible_met_fen,
+            base_spent_fen=row.base_spent_fen,
+            paid_fen=row.paid_fen,
+            claims=row.claims,
+        )
+        for row in found
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class UnitsReceivedView:
+    drug: str
+    year: int
+    units: int
+
+
+async def units_received(
+    sessions: async_sessionmaker[AsyncSession], person_id: uuid.UUID, year: int
+) -> list[UnitsReceivedView]:
+    table = models.UnitsReceived.__table__
+    found = await _all(
+        sessions, models.UnitsReceived, table.c.person_id == person_id, table.c.year == year, order=table.c.drug_code
+    )
+    return [UnitsReceivedView(drug=row.drug_code, year=row.year, units=row.units) for row in found]
+
+
+@dataclass(frozen=True, slots=True)
+class InstitutionView:
+    code: str
+    name: str
+    kind: str
+    level: int
+    region: str
+
+
+async def institution(
+    sessions: async_sessionmaker[AsyncSession], principal: Principal, code: str
+) -> InstitutionView | None:
+    table = models.Institution.__table__
+    found = await _all(sessions, models.Institution, table.c.code == code, access.institutions(principal))
+    if not found:
+        return None
+    row = found[0]
+    return InstitutionView(code=row.code, name=row.name, kind=row.kind, level=row.level, region=row.region)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolView:
+    """A payer's prepayment pool at an institution."""
+
+    payer: str
+    institution: str
+    granted_fen: int
+    drawn_fen: int
+    returned_fen: int
+    balance_fen: int
+
+
+async def pools(
+    sessions: async_sessionmaker[AsyncSession], principal: Principal, institution_code: str
+) -> list[PoolView]:
+    table = models.PrepaymentPool.__table__
+    found = await _all(
+        sessions,
+        models.PrepaymentPool,
+        table.c.institution_code == institution_code,
+        access.pools(principal),
+        order=table.c.payer_code,
+    )
+    return [
+        PoolView(
+            payer=row.payer_code,
+            institution=row.institution_code,
+            granted_fen=row.granted_fen,
+            drawn_fen=row.drawn_fen,
+            returned_fen=row.returned_fen,
+            balance_fen=row.balance_fen,
+        )
+        for row in found
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanVersionView:
+    """One version of a payer's plan; `definition` is the plan object of SCENARIO.md, as loaded."""
+
+    plan: str
+    payer: str
+    kind: str
+    region: str
+    priority: int
+    effective_from: date
+    definition: Mapping[str, object]
 
 
 async def plans(
     sessions: async_sessionmaker[AsyncSession], principal: Principal, region: str | None, on: date | None
-) -> list[Row]:
+) -> list[PlanVersionView]:
     """Plan versions the caller may see; with `on`, only the version of each plan in force then."""
     table = models.PlanVersion.__table__
     where = [access.plans(principal)]
@@ -167,18 +306,40 @@ async def plans(
         where.append(table.c.region == region)
     if on is not None:
         where.append(table.c.effective_from <= on)
-    rows = await _rows(sessions, table, *where, order=table.c.effective_from.desc())
+    found = await _all(sessions, models.PlanVersion, *where, order=table.c.effective_from.desc())
+    versions = [
+        PlanVersionView(
+            plan=row.plan_code,
+            payer=row.payer_code,
+            kind=row.kind,
+            region=row.region,
+            priority=row.priority,
+            effective_from=row.effective_from,
+            definition=row.definition,
+        )
+        for row in found
+    ]
     if on is not None:
-        latest: dict[str, Row] = {}
-        for row in rows:
-            latest.setdefault(row["plan_code"], row)
-        rows = list(latest.values())
-    return sorted(rows, key=lambda row: (row["region"], row["priority"], row["plan_code"], row["effective_from"]))
+        latest: dict[str, PlanVersionView] = {}
+        for version in versions:
+            latest.setdefault(version.plan, version)
+        versions = list(latest.values())
+    return sorted(versions, key=lambda v: (v.region, v.priority, v.plan, v.effective_from))
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogueEntryView:
+    """A drug of the commercial catalogue under one insurer; its settlement price still sealed."""
+
+    id: uuid.UUID
+    drug: str
+    insurer: str
+    settlement_price_ct: bytes
 
 
 async def catalogue(
     sessions: async_sessionmaker[AsyncSession], principal: Principal, region: str, on: date
-) -> list[Row]:
+) -> list[CatalogueEntryView]:
     """The commercial catalogue of the formulary in force in `region` on `on`, as the caller may see it."""
     versions = models.FormularyVersion.__table__
     entries = models.CommercialEntry.__table__
@@ -189,21 +350,19 @@ async def catalogue(
         .limit(1)
         .scalar_subquery()
     )
-    return await _rows(
+    found = await _all(
         sessions,
-        entries,
+        models.CommercialEntry,
         entries.c.formulary_version_id == in_force,
         access.catalogue(principal),
         order=entries.c.drug_code,
     )
-
-
-async def person_by_id_number(runtime: Runtime, principal: Principal, id_number: str) -> Row | None:
-    """Found through the keyed blind index of the ID number: the table is never decrypted."""
-    table = models.Person.__table__
-    index = runtime.cipher.blind_index("id_number", id_number.strip().upper())
-    found = await _rows(runtime.sessions, table, table.c.id_number_index == index, access.people(principal))
-    return found[0] if found else None
+    return [
+        CatalogueEntryView(
+            id=row.id, drug=row.drug_code, insurer=row.insurer_code, settlement_price_ct=row.settlement_price_ct
+        )
+        for row in found
+    ]
 
 
 @dataclass(frozen=True, slots=True)

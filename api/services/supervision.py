@@ -6,8 +6,8 @@ the prescribing hospital records and dual-channel pharmacy sales are matched to)
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -23,6 +23,7 @@ from api.ids import uuid7
 from api.services import access, audit, cursors, tracing
 from api.services.requests import fits
 from api.services.runtime import SERVICE_ZONE, Runtime
+from api.tables import table_of
 
 Row = dict[str, Any]
 PAGE = 500
@@ -188,40 +189,114 @@ def cursor_of(anomaly_id: uuid.UUID) -> str:
     return cursors.encode("anomaly", anomaly_id)
 
 
+@dataclass(frozen=True, slots=True)
+class AnomalyView:
+    """An anomaly as its institution and its supervisors see it."""
+
+    id: uuid.UUID
+    kind: str
+    severity: str
+    status: str
+    code: str | None
+    institution: str
+    region: str
+    drug: str | None
+    settlement_id: uuid.UUID | None
+    detected_at: datetime
+    detected_by: str
+    detail: Mapping[str, object]
+    handled_by: str | None
+    handled_at: datetime | None
+    note: str | None
+
+
+def _anomaly(anomaly: models.Anomaly) -> AnomalyView:
+    return AnomalyView(
+        id=anomaly.id,
+        kind=anomaly.kind,
+        severity=anomaly.severity,
+        status=anomaly.status,
+        code=anomaly.code,
+        institution=anomaly.institution_code,
+        region=anomaly.region,
+        drug=anomaly.drug_code,
+        settlement_id=anomaly.settlement_id,
+        detected_at=anomaly.detected_at,
+        detected_by=anomaly.detected_by,
+        detail=anomaly.detail,
+        handled_by=anomaly.handled_by,
+        handled_at=anomaly.handled_at,
+        note=anomaly.note,
+    )
+
+
 async def anomalies(
     runtime: Runtime, principal: Principal, where: AnomalyFilter, first: int, after: str | None
-) -> tuple[list[Row], bool]:
+) -> tuple[list[AnomalyView], bool]:
     """Newest first, by keyset on the (time-ordered) id."""
     if not 1 <= first <= PAGE:
         raise ServiceError(ErrorCode.INVALID_FIELD, f"first must be between 1 and {PAGE}", "first")
     table = models.Anomaly.__table__
-    statement = select(table).where(*_anomaly_where(principal, where)).order_by(table.c.id.desc()).limit(first + 1)
+    statement = (
+        select(models.Anomaly).where(*_anomaly_where(principal, where)).order_by(table.c.id.desc()).limit(first + 1)
+    )
     if after is not None:
         statement = statement.where(table.c.id < cursors.decode("anomaly", after))
     async with runtime.sessions() as session:
-        rows = [dict(row) for row in (await session.execute(statement)).mappings()]
-    return rows[:first], len(rows) > first
+        found = [_anomaly(anomaly) for anomaly in (await session.execute(statement)).scalars()]
+    return found[:first], len(found) > first
 
 
-async def stream_anomalies(runtime: Runtime, principal: Principal, where: AnomalyFilter) -> AsyncIterator[Row]:
+async def stream_anomalies(runtime: Runtime, principal: Principal, where: AnomalyFilter) -> AsyncIterator[AnomalyView]:
     """Every matching anomaly, a page at a time: an export never holds them all in memory."""
     after: str | None = None
     while True:
         page, more = await anomalies(runtime, principal, where, PAGE, after)
-        for row in page:
-            yield row
+        for anomaly in page:
+            yield anomaly
         if not more:
             return
-        after = cursor_of(page[-1]["id"])
+        after = cursor_of(page[-1].id)
 
 
-async def stream_code_history(runtime: Runtime, principal: Principal, code: str) -> AsyncIterator[Row]:
+@dataclass(frozen=True, slots=True)
+class TraceEventView:
+    """One use of a traceability code; the patient by the keyed blind index of their ID number."""
+
+    id: uuid.UUID
+    code: str
+    drug: str
+    kind: str
+    institution: str
+    settlement_id: uuid.UUID | None
+    line_index: int
+    units: int
+    patient_index: str
+    occurred_at: datetime
+
+
+def _event(event: models.TraceEvent) -> TraceEventView:
+    return TraceEventView(
+        id=event.id,
+        code=event.code,
+        drug=event.drug_code,
+        kind=event.kind,
+        institution=event.institution_code,
+        settlement_id=event.settlement_id,
+        line_index=event.line_index,
+        units=event.units,
+        patient_index=event.patient_index,
+        occurred_at=event.occurred_at,
+    )
+
+
+async def stream_code_history(runtime: Runtime, principal: Principal, code: str) -> AsyncIterator[TraceEventView]:
     """Every event of one traceability code that the caller may see, in time order, read a page
     at a time by keyset on (occurred_at, id): an export never holds them all in memory.
     """
     events = models.TraceEvent.__table__
     statement = (
-        select(events)
+        select(models.TraceEvent)
         .where(events.c.code == code, access.trace_events(principal))
         .order_by(events.c.occurred_at, events.c.id)
         .limit(PAGE)
@@ -229,20 +304,20 @@ async def stream_code_history(runtime: Runtime, principal: Principal, code: str)
     page_statement = statement
     while True:
         async with runtime.sessions() as session:
-            page = [dict(row) for row in (await session.execute(page_statement)).mappings()]
-        for row in page:
-            yield row
+            page = [_event(event) for event in (await session.execute(page_statement)).scalars()]
+        for event in page:
+            yield event
         if len(page) < PAGE:
             return
-        at, last = page[-1]["occurred_at"], page[-1]["id"]
+        at, last = page[-1].occurred_at, page[-1].id
         page_statement = statement.where(
             (events.c.occurred_at > at) | ((events.c.occurred_at == at) & (events.c.id > last))
         )
 
 
-async def code_history(runtime: Runtime, principal: Principal, code: str) -> list[Row]:
+async def code_history(runtime: Runtime, principal: Principal, code: str) -> list[TraceEventView]:
     """Every event of one traceability code that the caller may see, in time order."""
-    return [row async for row in stream_code_history(runtime, principal, code)]
+    return [event async for event in stream_code_history(runtime, principal, code)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +377,7 @@ async def risk_summary(
     return RiskSummary(institution, int(count), total, still_open, by_kind, by_severity)
 
 
-async def handle(runtime: Runtime, principal: Principal, anomaly_id: uuid.UUID, status: str, note: str) -> Row:
+async def handle(runtime: Runtime, principal: Principal, anomaly_id: uuid.UUID, status: str, note: str) -> AnomalyView:
     """An institution explains its anomaly; a supervisor explains or confirms one of its region."""
     now = runtime.clock()
     allowed = {"explained"} if principal.role in INSTITUTION_ROLES else {"explained", "confirmed"}
@@ -316,24 +391,32 @@ async def handle(runtime: Runtime, principal: Principal, anomaly_id: uuid.UUID, 
     if not note.strip():
         raise ServiceError(ErrorCode.MISSING_FIELD, "handling an anomaly takes a note", "input.note")
     fits(note.strip(), "input.note", models.Anomaly.note)
-    table = models.Anomaly.__table__
+    table = table_of(models.Anomaly)
     async with runtime.sessions() as session:
         found = (
             (
                 await session.execute(
-                    select(table).where(table.c.id == anomaly_id, access.anomalies(principal)).with_for_update()
+                    select(models.Anomaly)
+                    .where(table.c.id == anomaly_id, access.anomalies(principal))
+                    .with_for_update()
                 )
             )
-            .mappings()
+            .scalars()
             .first()
         )
         if found is None:
             raise ServiceError(ErrorCode.NOT_FOUND, f"no anomaly {anomaly_id}", "input.id")
-        handler = f"{principal.role}:{principal.org}:{principal.subject}"
+        handled = replace(
+            _anomaly(found),
+            status=status,
+            note=note.strip(),
+            handled_by=f"{principal.role}:{principal.org}:{principal.subject}",
+            handled_at=now,
+        )
         await session.execute(
             update(table)
             .where(table.c.id == anomaly_id)
-            .values(status=status, note=note.strip(), handled_by=handler, handled_at=now)
+            .values(status=handled.status, note=handled.note, handled_by=handled.handled_by, handled_at=now)
         )
         await audit.append(
             session,
@@ -342,12 +425,19 @@ async def handle(runtime: Runtime, principal: Principal, anomaly_id: uuid.UUID, 
             ),
         )
         await session.commit()
-    return dict(found) | {"status": status, "note": note.strip(), "handled_by": handler, "handled_at": now}
+    return handled
+
+
+@dataclass(frozen=True, slots=True)
+class PrescriptionView:
+    prescription_id: str
+    hospital: str
+    drugs: tuple[str, ...]
 
 
 async def record_prescription(
     runtime: Runtime, principal: Principal, prescription_id: str, person: str, drugs: list[str], issued_on: date
-) -> Row:
+) -> PrescriptionView:
     """The prescribing hospital records an e-prescription (a pharmacy's sale is matched to it)."""
     now = runtime.clock()
     if principal.role is not Role.HOSPITAL:
@@ -360,7 +450,7 @@ async def record_prescription(
     for index, drug in enumerate(drugs):
         fits(drug, f"input.drugs[{index}]", models.Drug.code)
     people = models.Person.__table__
-    table = models.Prescription.__table__
+    table = table_of(models.Prescription)
     async with runtime.sessions() as session:
         person_id = (await session.execute(select(people.c.id).where(people.c.psn_no == person))).scalar_one_or_none()
         if person_id is None:
@@ -369,16 +459,18 @@ async def record_prescription(
             raise ServiceError(
                 ErrorCode.DUPLICATE, f"prescription {prescription_id} is already recorded", "input.prescriptionId"
             )
-        row = {
-            "id": uuid7(),
-            "prescription_id": prescription_id,
-            "hospital_code": principal.org,
-            "person_id": person_id,
-            "drugs": sorted(set(drugs)),
-            "issued_on": issued_on,
-            "recorded_at": now,
-        }
-        await session.execute(table.insert().values(row))
+        recorded = PrescriptionView(prescription_id, principal.org, tuple(sorted(set(drugs))))
+        await session.execute(
+            table.insert().values(
+                id=uuid7(),
+                prescription_id=recorded.prescription_id,
+                hospital_code=recorded.hospital,
+                person_id=person_id,
+                drugs=list(recorded.drugs),
+                issued_on=issued_on,
+                recorded_at=now,
+            )
+        )
         await audit.append(
             session,
             audit.AuditRecord(
@@ -386,4 +478,4 @@ async def record_prescription(
             ),
         )
         await session.commit()
-    return row
+    return recorded

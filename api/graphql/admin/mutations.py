@@ -12,10 +12,10 @@ from api.graphql.errors import Forbidden, InvalidInput, NotFound, VersionConflic
 from api.graphql.people.types import PrepaymentPool, pool_type
 from api.services import loading, queries
 
-LoadResult = Annotated[
-    LoadSummary | InvalidInput | NotFound | VersionConflict | Forbidden, strawberry.union("LoadResult")
-]
-GrantResult = Annotated[PrepaymentPool | InvalidInput | NotFound | Forbidden, strawberry.union("GrantResult")]
+LoadRefusal = InvalidInput | NotFound | VersionConflict | Forbidden
+LoadResult = Annotated[LoadSummary | LoadRefusal, strawberry.union("LoadResult")]
+GrantRefusal = InvalidInput | NotFound | Forbidden
+GrantResult = Annotated[PrepaymentPool | GrantRefusal, strawberry.union("GrantResult")]
 
 
 @strawberry.type
@@ -29,7 +29,10 @@ class AdminMutations:
         try:
             summary = await loading.load_document(context.runtime, context.principal, document)
         except ServiceError as error:
-            return error_from(error)
+            refusal = error_from(error)
+            if isinstance(refusal, LoadRefusal):
+                return refusal
+            raise TypeError(f"loadDocument does not answer {type(refusal).__name__}") from error
         return LoadSummary(**{name: getattr(summary, name) for name in LoadSummary.__annotations__})
 
     @strawberry.mutation(description="Advance money into a payer's prepayment pool at an institution (预付金).")
@@ -42,6 +45,9 @@ class AdminMutations:
         try:
             await loading.load_document(context.runtime, context.principal, document)
         except ServiceError as error:
-            return error_from(error)
+            refusal = error_from(error)
+            if isinstance(refusal, GrantRefusal):
+                return refusal
+            raise TypeError(f"grantPrepayment does not answer {type(refusal).__name__}") from error
         pools = await queries.pools(context.runtime.sessions, context.principal, institution)
-        return next(pool_type(pool) for pool in pools if pool["payer_code"] == payer)
+        return next(pool_type(pool) for pool in pools if pool.payer == payer)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from datetime import date
 from enum import StrEnum
-from typing import Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -85,15 +84,15 @@ class RebateStatementLine:
     lost: list[LostRebate] = strawberry.field(description="Rebates of this drug and month that could not be counted.")
 
 
-def _plan(row: dict[str, Any]) -> PlanVersion:
+def _plan(version: queries.PlanVersionView) -> PlanVersion:
     return PlanVersion(
-        plan=row["plan_code"],
-        payer=row["payer_code"],
-        kind=row["kind"],
-        region=row["region"],
-        priority=row["priority"],
-        effective_from=row["effective_from"],
-        definition=row["definition"],
+        plan=version.plan,
+        payer=version.payer,
+        kind=version.kind,
+        region=version.region,
+        priority=version.priority,
+        effective_from=version.effective_from,
+        definition=JSON(version.definition),
     )
 
 
@@ -106,23 +105,18 @@ class CatalogueQueries:
     async def plans(
         self, info: Info, region: str | None = None, on_date: date | None = None
     ) -> list[PlanVersion] | None:
-        rows = await queries.plans(info.context.runtime.sessions, info.context.principal, region, on_date)
-        return [_plan(row) for row in rows]
+        versions = await queries.plans(info.context.runtime.sessions, info.context.principal, region, on_date)
+        return [_plan(version) for version in versions]
 
     @strawberry.field(
         description="The commercial catalogue in force in a region on a day, as you may see it.",
         permission_classes=[CatalogueReaders],
     )
     async def commercial_catalogue(self, info: Info, region: str, on_date: date) -> list[CatalogueEntry] | None:
-        rows = await queries.catalogue(info.context.runtime.sessions, info.context.principal, region, on_date)
+        entries = await queries.catalogue(info.context.runtime.sessions, info.context.principal, region, on_date)
         return [
-            CatalogueEntry(
-                drug=row["drug_code"],
-                insurer=row["insurer_code"],
-                _id=row["id"],
-                _ciphertext=row["settlement_price_ct"],
-            )
-            for row in rows
+            CatalogueEntry(drug=entry.drug, insurer=entry.insurer, _id=entry.id, _ciphertext=entry.settlement_price_ct)
+            for entry in entries
         ]
 
     @strawberry.field(

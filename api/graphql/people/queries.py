@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
-
 import strawberry
 
 from api.crypto.envelope import Place
@@ -12,6 +9,7 @@ from api.crypto.tenants import people_tenant
 from api.graphql.context import Info
 from api.graphql.people.types import AccumulatorEntry, PrepaymentPool, UnitsReceived, pool_type
 from api.graphql.permissions import MayReadIdNumber, MayReadName, PeopleReaders
+from api.graphql.scalars import Yuan
 from api.services import audit, queries
 
 
@@ -22,21 +20,21 @@ class Person:
     region: str
     memberships: list[str]
     flags: list[str]
-    _row: strawberry.Private[dict[str, Any]]
+    _person: strawberry.Private[queries.PersonView]
 
     @strawberry.field(description="The person's name (personal data).", permission_classes=[MayReadName])
     async def name(self, info: Info) -> str | None:
-        return await self._decrypt(info, "name_ct")
+        return await self._decrypt(info, "name_ct", self._person.name_ct)
 
     @strawberry.field(description="The national ID number (personal data).", permission_classes=[MayReadIdNumber])
     async def id_number(self, info: Info) -> str | None:
-        return await self._decrypt(info, "id_number_ct")
+        return await self._decrypt(info, "id_number_ct", self._person.id_number_ct)
 
-    async def _decrypt(self, info: Info, column: str) -> str:
+    async def _decrypt(self, info: Info, column: str, ciphertext: bytes) -> str:
         """Personal data in clear, for a caller the field's permission admitted; audited."""
         context = info.context
-        place = Place("people", column, self._id, people_tenant(self.region))
-        value = await context.runtime.cipher.decrypt_text(place, self._row[column])
+        place = Place("people", column, self._person.id, people_tenant(self.region))
+        value = await context.runtime.cipher.decrypt_text(place, ciphertext)
         await audit.append_alone(
             context.runtime.sessions,
             audit.AuditRecord(
@@ -51,28 +49,23 @@ class Person:
 
     @strawberry.field(description="This person's accumulators in a plan year (calendar year, Asia/Shanghai).")
     async def accumulators(self, info: Info, year: int) -> list[AccumulatorEntry]:
-        rows = await queries.accumulators(info.context.runtime.sessions, self._id, year)
+        found = await queries.accumulators(info.context.runtime.sessions, self._person.id, year)
         return [
             AccumulatorEntry(
-                plan=row["plan_code"],
-                year=row["year"],
-                deductible_met=row["deductible_met_fen"],
-                base_spent=row["base_spent_fen"],
-                paid=row["paid_fen"],
-                claims=row["claims"],
+                plan=accumulator.plan,
+                year=accumulator.year,
+                deductible_met=Yuan(accumulator.deductible_met_fen),
+                base_spent=Yuan(accumulator.base_spent_fen),
+                paid=Yuan(accumulator.paid_fen),
+                claims=accumulator.claims,
             )
-            for row in rows
+            for accumulator in found
         ]
 
     @strawberry.field(description="Units of each drug received in a year (donation programmes count them).")
     async def units_received(self, info: Info, year: int) -> list[UnitsReceived]:
-        rows = await queries.units_received(info.context.runtime.sessions, self._id, year)
-        return [UnitsReceived(drug=row["drug_code"], year=row["year"], units=row["units"]) for row in rows]
-
-    @property
-    def _id(self) -> uuid.UUID:
-        value: uuid.UUID = self._row["id"]
-        return value
+        found = await queries.units_received(info.context.runtime.sessions, self._person.id, year)
+        return [UnitsReceived(drug=units.drug, year=units.year, units=units.units) for units in found]
 
 
 @strawberry.type
@@ -85,20 +78,20 @@ class Institution:
 
     @strawberry.field(description="The prepayment pools at this institution that you may see.")
     async def prepayment_pools(self, info: Info) -> list[PrepaymentPool]:
-        rows = await queries.pools(info.context.runtime.sessions, info.context.principal, self.code)
-        return [pool_type(row) for row in rows]
+        found = await queries.pools(info.context.runtime.sessions, info.context.principal, self.code)
+        return [pool_type(pool) for pool in found]
 
 
-def _person(row: dict[str, Any] | None) -> Person | None:
-    if row is None:
+def _person(person: queries.PersonView | None) -> Person | None:
+    if person is None:
         return None
     return Person(
-        psn_no=row["psn_no"],
-        insurance_type=row["insurance_type"],
-        region=row["region"],
-        memberships=list(row["memberships"]),
-        flags=list(row["flags"]),
-        _row=row,
+        psn_no=person.psn_no,
+        insurance_type=person.insurance_type,
+        region=person.region,
+        memberships=list(person.memberships),
+        flags=list(person.flags),
+        _person=person,
     )
 
 
@@ -119,9 +112,7 @@ class PeopleQueries:
 
     @strawberry.field(description="A designated institution.")
     async def institution(self, info: Info, code: str) -> Institution | None:
-        row = await queries.institution(info.context.runtime.sessions, info.context.principal, code)
-        if row is None:
+        found = await queries.institution(info.context.runtime.sessions, info.context.principal, code)
+        if found is None:
             return None
-        return Institution(
-            code=row["code"], name=row["name"], kind=row["kind"], level=row["level"], region=row["region"]
-        )
+        return Institution(code=found.code, name=found.name, kind=found.kind, level=found.level, region=found.region)

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-from typing import Any
-
 import strawberry
 
 from api.graphql.scalars import Yuan
+from api.services.queries import PoolView
 
 
 @strawberry.type(description="One person's totals under one plan in one year.")
@@ -34,12 +33,12 @@ class PrepaymentPool:
     balance: Yuan
 
 
-def pool_type(row: dict[str, Any]) -> PrepaymentPool:
+def pool_type(pool: PoolView) -> PrepaymentPool:
     return PrepaymentPool(
-        payer=row["payer_code"],
-        institution=row["institution_code"],
-        granted=row["granted_fen"],
-        drawn=row["drawn_fen"],
-        returned=row["returned_fen"],
-        balance=row["balance_fen"],
+        payer=pool.payer,
+        institution=pool.institution,
+        granted=Yuan(pool.granted_fen),
+        drawn=Yuan(pool.drawn_fen),
+        returned=Yuan(pool.returned_fen),
+        balance=Yuan(pool.balance_fen),
     )

@@ -12,10 +12,10 @@ from api.graphql.errors import Forbidden, InvalidInput, NotFound, error_from, pa
 from api.graphql.supervision.types import Anomaly, AnomalyStatus, PrescriptionRecord, anomaly_type
 from api.services import supervision
 
-HandleResult = Annotated[Anomaly | InvalidInput | NotFound | Forbidden, strawberry.union("HandleAnomalyResult")]
-PrescriptionResult = Annotated[
-    PrescriptionRecord | InvalidInput | NotFound | Forbidden, strawberry.union("RecordPrescriptionResult")
-]
+HandleRefusal = InvalidInput | NotFound | Forbidden
+HandleResult = Annotated[Anomaly | HandleRefusal, strawberry.union("HandleAnomalyResult")]
+PrescriptionRefusal = InvalidInput | NotFound | Forbidden
+PrescriptionResult = Annotated[PrescriptionRecord | PrescriptionRefusal, strawberry.union("RecordPrescriptionResult")]
 
 
 @strawberry.input
@@ -42,22 +42,28 @@ class SupervisionMutations:
         try:
             if anomaly_id is None:
                 raise ServiceError(ErrorCode.NOT_FOUND, f"no anomaly {input.id}", "input.id")
-            row = await supervision.handle(
+            handled = await supervision.handle(
                 context.runtime, context.principal, anomaly_id, input.status.value, input.note
             )
         except ServiceError as error:
-            return error_from(error)
-        return anomaly_type(row)
+            refusal = error_from(error)
+            if isinstance(refusal, HandleRefusal):
+                return refusal
+            raise TypeError(f"handleAnomaly does not answer {type(refusal).__name__}") from error
+        return anomaly_type(handled)
 
     @strawberry.mutation(description="Record an electronic prescription (the prescribing hospital).")
     async def record_prescription(self, info: Info, input: PrescriptionInput) -> PrescriptionResult:
         context = info.context
         try:
-            row = await supervision.record_prescription(
+            recorded = await supervision.record_prescription(
                 context.runtime, context.principal, input.prescription_id, input.person, input.drugs, input.issued_on
             )
         except ServiceError as error:
-            return error_from(error)
+            refusal = error_from(error)
+            if isinstance(refusal, PrescriptionRefusal):
+                return refusal
+            raise TypeError(f"recordPrescription does not answer {type(refusal).__name__}") from error
         return PrescriptionRecord(
-            prescription_id=row["prescription_id"], hospital=row["hospital_code"], drugs=row["drugs"]
+            prescription_id=recorded.prescription_id, hospital=recorded.hospital, drugs=list(recorded.drugs)
         )

@@ -54,12 +54,12 @@ class SupervisionQueries:
         filter: AnomalyFilter | None = None,
     ) -> AnomalyConnection | None:
         try:
-            rows, more = await supervision.anomalies(
+            found, more = await supervision.anomalies(
                 info.context.runtime, info.context.principal, service_filter(filter), first, after
             )
         except ServiceError as error:
             raise query_error(error) from None
-        edges = [AnomalyEdge(cursor=supervision.cursor_of(row["id"]), node=anomaly_type(row)) for row in rows]
+        edges = [AnomalyEdge(cursor=supervision.cursor_of(anomaly.id), node=anomaly_type(anomaly)) for anomaly in found]
         return AnomalyConnection(
             edges=edges, page_info=AnomalyPageInfo(has_next_page=more, end_cursor=edges[-1].cursor if edges else None)
         )
@@ -68,20 +68,20 @@ class SupervisionQueries:
         description="Every use of one traceability code that you may see.", permission_classes=[AnomalyReaders]
     )
     async def trace_code(self, info: Info, code: str) -> list[TraceEvent] | None:
-        rows = await supervision.code_history(info.context.runtime, info.context.principal, code)
+        events = await supervision.code_history(info.context.runtime, info.context.principal, code)
         return [
             TraceEvent(
-                code=row["code"],
-                drug=row["drug_code"],
-                kind=row["kind"],
-                institution=row["institution_code"],
-                settlement_id=None if row["settlement_id"] is None else strawberry.ID(str(row["settlement_id"])),
-                line_index=row["line_index"],
-                units=row["units"],
-                patient=row["patient_index"],
-                occurred_at=row["occurred_at"],
+                code=event.code,
+                drug=event.drug,
+                kind=event.kind,
+                institution=event.institution,
+                settlement_id=None if event.settlement_id is None else strawberry.ID(str(event.settlement_id)),
+                line_index=event.line_index,
+                units=event.units,
+                patient=event.patient_index,
+                occurred_at=event.occurred_at,
             )
-            for row in rows
+            for event in events
         ]
 
     @strawberry.field(description="An institution's risk summary over a period.", permission_classes=[SupervisorsOnly])

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
 
 import strawberry
 from strawberry.scalars import JSON
+
+from api.services.supervision import AnomalyView
 
 
 @strawberry.enum
@@ -34,23 +35,23 @@ class Anomaly:
     note: str | None
 
 
-def anomaly_type(row: dict[str, Any]) -> Anomaly:
+def anomaly_type(anomaly: AnomalyView) -> Anomaly:
     return Anomaly(
-        id=strawberry.ID(str(row["id"])),
-        kind=row["kind"],
-        severity=row["severity"],
-        status=AnomalyStatus(row["status"]),
-        code=row["code"],
-        institution=row["institution_code"],
-        region=row["region"],
-        drug=row["drug_code"],
-        settlement_id=None if row["settlement_id"] is None else strawberry.ID(str(row["settlement_id"])),
-        detected_at=row["detected_at"],
-        detected_by=row["detected_by"],
-        detail=row["detail"],
-        handled_by=row["handled_by"],
-        handled_at=row["handled_at"],
-        note=row["note"],
+        id=strawberry.ID(str(anomaly.id)),
+        kind=anomaly.kind,
+        severity=anomaly.severity,
+        status=AnomalyStatus(anomaly.status),
+        code=anomaly.code,
+        institution=anomaly.institution,
+        region=anomaly.region,
+        drug=anomaly.drug,
+        settlement_id=None if anomaly.settlement_id is None else strawberry.ID(str(anomaly.settlement_id)),
+        detected_at=anomaly.detected_at,
+        detected_by=anomaly.detected_by,
+        detail=JSON(anomaly.detail),
+        handled_by=anomaly.handled_by,
+        handled_at=anomaly.handled_at,
+        note=anomaly.note,
     )
 
 
