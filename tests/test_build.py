@@ -175,7 +175,7 @@ def test_the_dockerfile_passes_hadolint_with_the_oci_labels_required(tmp_path: P
     if HADOLINT_PROBLEM is not None:
         if REQUIRE_HADOLINT:
             pytest.fail(f"hadolint is required (SETTLE_TEST_REQUIRE_HADOLINT=1): {HADOLINT_PROBLEM}")
-        pytest.skip(f"hadolint is missing: {HADOLINT_PROBLEM}")
+        pytest.skip(f"no hadolint for the Dockerfile's lint: {HADOLINT_PROBLEM}")
     required = [f"--require-label={name}:{kind}" for name, kind in REQUIRED_LABELS.items()]
     # no configuration file is read (hadolint would take one from the working folder or $HOME): the
     # default failure threshold (info), no rule ignored
