@@ -14,6 +14,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -302,7 +304,22 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
                 methods=["GET"],
             ),
         ],
-        middleware=[Middleware(RequestLog, observe=metrics.observe)],
+        middleware=[
+            Middleware(RequestLog, observe=metrics.observe),
+            # a browser client on another origin (a hospital information system's page) only where
+            # configured; a preflight is answered here, before any token is asked for
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type", "x-request-id"],
+                expose_headers=["x-request-id", "retry-after"],
+                max_age=600,
+            ),
+            # large answers (settlement pages, exports, the schema) compressed; BREACH needs a
+            # secret the browser sends on its own (a cookie), and every call here carries its token
+            Middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes),
+        ],
         lifespan=lifespan,
     )
 

@@ -42,6 +42,9 @@ SETTLE_MAX_OPERATIONS       operations defined in one document (20)
 SETTLE_MAX_STRING_CHARS     any one string of a request (10000; columns narrower still, per field)
 SETTLE_MAX_CLAIM_LINES      lines of one claim (200)
 SETTLE_MAX_CLAIM_DIAGNOSES  diagnoses of one claim (20)
+SETTLE_CORS_ORIGINS         browser origins allowed to call the API, comma-separated
+                            (https://his.hospital.example,...); none by default: same origin only
+SETTLE_GZIP_MIN_BYTES       answers at least this large are gzip-compressed for clients that accept it (1024)
 SETTLE_TRUSTED_DOCUMENTS    a manifest of the only documents that may run ({"sha256:<hex>": "query ..."});
                             unset (the default): any document within the limits
 SETTLE_LOG_FORMAT           json (default): one JSON object per line on stderr; console: for a person
@@ -137,6 +140,8 @@ class Settings:
     max_claim_lines: int = 200
     max_claim_diagnoses: int = 20
     trusted_documents: Path | None = None
+    cors_origins: tuple[str, ...] = ()
+    gzip_min_bytes: int = 1024
     log_format: LogFormat = LogFormat.JSON
     log_level: str = "INFO"
     rate_limits: bool = True
@@ -218,6 +223,8 @@ class Settings:
             max_string_chars=int(environ.get("SETTLE_MAX_STRING_CHARS", "10000")),
             max_claim_lines=int(environ.get("SETTLE_MAX_CLAIM_LINES", "200")),
             max_claim_diagnoses=int(environ.get("SETTLE_MAX_CLAIM_DIAGNOSES", "20")),
+            cors_origins=tuple(o.strip() for o in environ.get("SETTLE_CORS_ORIGINS", "").split(",") if o.strip()),
+            gzip_min_bytes=int(environ.get("SETTLE_GZIP_MIN_BYTES", "1024")),
             trusted_documents=(
                 Path(environ["SETTLE_TRUSTED_DOCUMENTS"]) if environ.get("SETTLE_TRUSTED_DOCUMENTS") else None
             ),
