@@ -177,6 +177,21 @@ def may_read_identity(principal: Principal) -> bool:
     return principal.role in INSTITUTION_ROLES or principal.role in (Role.SUPERVISOR, Role.ADMIN)
 
 
+def may_read_name_of(principal: Principal, *, served_by: str, person_region: str) -> bool:
+    """A patient's name on a settlement slip: the institution that served them (the slip is
+    handed to the patient at its window, wherever they are insured), and the supervisors who may
+    read the person (those of the person's region). A supervisor of the treating region sees
+    the settlement of a patient insured elsewhere, but that person is not of its regions.
+    """
+    if not may_read_identity(principal):
+        return False
+    if principal.role in INSTITUTION_ROLES:
+        return principal.org == served_by
+    if principal.role is Role.SUPERVISOR:
+        return person_region in principal.regions
+    return principal.role is Role.ADMIN
+
+
 def may_read_id_number(principal: Principal) -> bool:
     """A national ID number is returned in clear only to supervisors and the admin."""
     return principal.role in (Role.SUPERVISOR, Role.ADMIN)

@@ -3,8 +3,9 @@ role from each of two pooling regions built alike (each with its own institution
 pools, insurer, mutual aid and charity), against the object of its own region and the same
 object of the other region.
 
-The fields are found by introspection and the exports by the app's routes: a field or export
-added without a row in EXPECTED fails `test_every_field_and_export_of_the_service_is_in_the_matrix`.
+The fields are found by introspection and the exports (CSV files, PDF slips) by the app's routes:
+a field or export added without a row in EXPECTED fails
+`test_every_field_and_export_of_the_service_is_in_the_matrix`.
 A caller is a role, its region and its grants (`supervisor+price_audit@320100`); its row in
 EXPECTED is looked up as role+grants, then as role. Outcomes:
 
@@ -152,6 +153,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "GET /exports/anomalies.csv": TRACE_READERS,
     "GET /exports/trace-code.csv": TRACE_READERS,
     "GET /exports/risk.csv": {"supervisor": "own"},
+    "GET /settlements/{id}/slip.pdf": {"hospital": "own", "pharmacy": "own", "supervisor": "own"},
 }
 
 Verdict = str  # "visible", "hidden" or "denied"
@@ -612,6 +614,24 @@ async def probe_export_risk(world: World, caller: Caller) -> Verdicts:
     return await both(probe)
 
 
+async def probe_slip(world: World, caller: Caller) -> Verdicts:
+    """403 is denied, 404 hidden, a PDF visible."""
+
+    async def fetch(own: dict[str, Any]) -> Verdict:
+        asking = world.as_(caller)
+        url = f"/settlements/{own['id']}/slip.pdf"
+        response = await asking.client.get(url, headers={"authorization": f"Bearer {asking.token}"})
+        verdicts = {403: "denied", 404: "hidden", 200: "visible"}
+        assert response.status_code in verdicts, response.text
+        assert response.status_code != 200 or response.headers["content-type"] == "application/pdf"
+        return verdicts[response.status_code]
+
+    async def probe(region: str) -> Verdict:
+        return agreed([await fetch(own) for own in world.own_settlements(caller.role, region)])
+
+    return await both(probe)
+
+
 PROBES: dict[str, Probe] = {
     "settlement": probe_settlement,
     "settlementBySerial": probe_by_serial,
@@ -636,6 +656,7 @@ PROBES: dict[str, Probe] = {
     "GET /exports/anomalies.csv": probe_export_anomalies,
     "GET /exports/trace-code.csv": probe_export_trace_code,
     "GET /exports/risk.csv": probe_export_risk,
+    "GET /settlements/{id}/slip.pdf": probe_slip,
 }
 
 
@@ -646,7 +667,7 @@ async def test_every_field_and_export_of_the_service_is_in_the_matrix(service: S
     exports = {
         f"{method} {route.path}"
         for route in app.routes
-        if getattr(route, "path", "").startswith("/exports/")
+        if getattr(route, "path", "").startswith("/exports/") or getattr(route, "path", "").endswith(".pdf")
         for method in sorted(getattr(route, "methods", None) or ())
         if method != "HEAD"
     }
