@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import exports
+from api import exports, slips
 from api.auth import Principal, Role, TokenVerifier, Unauthenticated, build_verifier, unverified_token_id
 from api.crypto.envelope import FieldCipher
 from api.crypto.management import open_keyring
@@ -295,6 +295,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             Route(
                 "/audit/checkpoints", Authenticated(Export(exports.audit_checkpoints, state), state), methods=["GET"]
             ),
+            Route("/settlements/{id}/slip.pdf", Authenticated(Export(slips.slip_pdf, state), state), methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             # the scraper's own token, never rate limited; otherwise an administrator's, through the API's gate

@@ -247,14 +247,16 @@ class PrepaymentGrant(Base):
 
 class Settlement(Base):
     """A committed adjudication of one claim. (institution_code, serial) is the idempotency key;
-    `request_hash` is the SHA-256 of the request's canonical JSON.
+    `request_hash` is the SHA-256 of the request's canonical JSON. Supervisors of both its regions
+    see it: the treating institution's and the patient's insuring region (异地就医).
     """
 
     __tablename__ = "settlements"
 
     id: Mapped[uuid.UUID] = _id()
     institution_code: Mapped[str] = mapped_column(Code)
-    region: Mapped[str] = mapped_column(String(16), index=True)
+    region: Mapped[str] = mapped_column(String(16), index=True)  # the institution's (就医地): its formulary priced it
+    insured_region: Mapped[str] = mapped_column(String(16), index=True)  # the patient's (参保地): its plans paid
     serial: Mapped[str] = mapped_column(String(100))
     request_hash: Mapped[str] = mapped_column(String(64))
     person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("people.id"))

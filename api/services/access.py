@@ -8,7 +8,9 @@ simply not found, exactly like one that does not exist.
     insurer, mutual aid,    settlements their plans paid on; their own plans, catalogue entries,
     charity                 pools and rebates
     supervisor              everything in their regions (prices and rebates only with the
-                            price-audit grant, and still only those of their regions)
+                            price-audit grant, and still only those of their regions); and the
+                            settlements of the people their regions insure, wherever treated
+                            (异地就医)
     admin                   reference data: institutions, people, plans, catalogues, pools; no claims
 """
 
@@ -41,6 +43,10 @@ def _institution_region(principal: Principal) -> ColumnElement[str]:
 
 
 def settlements(principal: Principal, table: FromClause | None = None) -> ColumnElement[bool]:
+    """A supervisor sees a settlement from either of its regions: the treating institution's,
+    which watches its institutions, and the patient's insuring region, whose funds paid (and owe
+    the institution what its pools there did not cover) wherever the patient was treated.
+    """
     table = models.Settlement.__table__ if table is None else table
     if principal.role in INSTITUTION_ROLES:
         return table.c.institution_code == principal.org
@@ -50,7 +56,8 @@ def settlements(principal: Principal, table: FromClause | None = None) -> Column
             payers.c.settlement_id == table.c.id, payers.c.payer_code == principal.org, payers.c.amount_fen > 0
         )
     if principal.role is Role.SUPERVISOR:
-        return table.c.region.in_(sorted(principal.regions))
+        regions = sorted(principal.regions)
+        return table.c.region.in_(regions) | table.c.insured_region.in_(regions)
     return false()
 
 
@@ -110,7 +117,8 @@ def catalogue(principal: Principal) -> ColumnElement[bool]:
 
 def rebates(principal: Principal) -> ColumnElement[bool]:
     """A manufacturer's rebate: its insurer's; a price auditor's (the price-audit grant) of the
-    claims of its regions, for a supervisor; every one for the admin holding the grant.
+    claims treated in its regions, for a supervisor (see `may_read_rebate`); every one for the
+    admin holding the grant.
     """
     table = models.SettlementRebate.__table__
     if principal.role is Role.INSURER:
@@ -153,9 +161,35 @@ def may_read_price(principal: Principal, insurer: str) -> bool:
     return principal.role in (Role.SUPERVISOR, Role.ADMIN) and principal.has(Grant.PRICE_AUDIT)
 
 
+def may_read_rebate(principal: Principal, insurer: str, settlement_region: str) -> bool:
+    """A rebate on a settlement the caller sees: as a price (`may_read_price`), and for a price
+    auditor only where the settlement was treated in its regions. The rebate is the list price
+    less the treating region's confidential catalogue price, so the insuring region's auditor,
+    who sees the settlement, would otherwise learn another region's price from it.
+    """
+    if not may_read_price(principal, insurer):
+        return False
+    return principal.role is not Role.SUPERVISOR or settlement_region in principal.regions
+
+
 def may_read_identity(principal: Principal) -> bool:
     """A person's name: the institutions that serve them, supervisors, the admin."""
     return principal.role in INSTITUTION_ROLES or principal.role in (Role.SUPERVISOR, Role.ADMIN)
+
+
+def may_read_name_of(principal: Principal, *, served_by: str, person_region: str) -> bool:
+    """A patient's name on a settlement slip: the institution that served them (the slip is
+    handed to the patient at its window, wherever they are insured), and the supervisors who may
+    read the person (those of the person's region). A supervisor of the treating region sees
+    the settlement of a patient insured elsewhere, but that person is not of its regions.
+    """
+    if not may_read_identity(principal):
+        return False
+    if principal.role in INSTITUTION_ROLES:
+        return principal.org == served_by
+    if principal.role is Role.SUPERVISOR:
+        return person_region in principal.regions
+    return principal.role is Role.ADMIN
 
 
 def may_read_id_number(principal: Principal) -> bool:

@@ -30,12 +30,20 @@ MAX_PAGE = 200
 
 @dataclass(frozen=True, slots=True)
 class SettlementFilter:
+    """`region` is the treating institution's region (就医地), `insured_region` the patient's
+    (参保地); `cross_region` keeps the settlements treated outside the insuring region (异地就医,
+    True) or within it (False).
+    """
+
     institution: str | None = None
     payer: str | None = None
     service_from: date | None = None
     service_to: date | None = None
     drug: str | None = None
     status: str | None = None
+    region: str | None = None
+    insured_region: str | None = None
+    cross_region: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +100,13 @@ async def settlements(
         statement = statement.where(table.c.institution_code == where.institution)
     if where.status:
         statement = statement.where(table.c.status == where.status)
+    if where.region:
+        statement = statement.where(table.c.region == where.region)
+    if where.insured_region:
+        statement = statement.where(table.c.insured_region == where.insured_region)
+    if where.cross_region is not None:
+        crossed = table.c.region != table.c.insured_region
+        statement = statement.where(crossed if where.cross_region else ~crossed)
     if where.service_from:
         statement = statement.where(table.c.service_date >= where.service_from)
     if where.service_to:

@@ -342,7 +342,8 @@ async def read_settlements(
         amount: int | None = None
         unreadable: DecryptionError | None = None
         computable = rebate["status"] == "computed"
-        if computable and access.may_read_price(principal, rebate["insurer_code"]):
+        region = rows[rebate["settlement_id"]].settlement["region"]
+        if computable and access.may_read_rebate(principal, rebate["insurer_code"], region):
             place = Place("settlement_rebates", "amount_ct", rebate["id"], insurer_tenant(rebate["insurer_code"]))
             try:
                 amount = await cipher.decrypt_amount(place, rebate["amount_ct"], session)

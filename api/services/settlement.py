@@ -270,6 +270,7 @@ async def _decide(
         "id": settlement_id,
         "institution_code": request.institution,
         "region": facts.institution.region,
+        "insured_region": facts.patient.region,
         "serial": request.serial,
         "request_hash": request.digest(),
         "person_id": facts.person_id,

@@ -3,8 +3,9 @@ role from each of two pooling regions built alike (each with its own institution
 pools, insurer, mutual aid and charity), against the object of its own region and the same
 object of the other region.
 
-The fields are found by introspection and the exports by the app's routes: a field or export
-added without a row in EXPECTED fails `test_every_field_and_export_of_the_service_is_in_the_matrix`.
+The fields are found by introspection and the exports (CSV files, PDF slips) by the app's routes:
+a field or export added without a row in EXPECTED fails
+`test_every_field_and_export_of_the_service_is_in_the_matrix`.
 A caller is a role, its region and its grants (`supervisor+price_audit@320100`); its row in
 EXPECTED is looked up as role+grants, then as role. Outcomes:
 
@@ -17,6 +18,10 @@ EXPECTED is looked up as role+grants, then as role. Outcomes:
 A price auditor is a supervisor all the same: the grant lets it read prices and rebates of its
 own regions, never another region's. `verifyAuditLog` is `all`: the hash chain is one for the
 whole service, and the verification reports its integrity, no region's content.
+
+A supervisor's settlements are of two kinds, and each is probed: those treated in its region,
+and those of the people its region insures, treated in a third region (异地就医); the other
+region's supervisor sees neither of the first region's.
 """
 
 from __future__ import annotations
@@ -49,6 +54,17 @@ from tests.api.documents import (
 )
 
 REGIONS = (REGION, SECOND_REGION)
+THIRD_REGION = "330100"
+THIRD_HOSPITAL = "H330003"
+THIRD_REGION_DATA: dict[str, Any] = {
+    "region": THIRD_REGION,
+    "effective_from": "2026-01-01",
+    "institutions": [
+        {"code": THIRD_HOSPITAL, "name": "Hangzhou hospital", "kind": "hospital", "level": 3, "region": THIRD_REGION}
+    ],
+    "formulary": REFERENCE_DATA["formulary"] | {"commercial": []},
+}
+"""Where both regions' insured are treated elsewhere: a hospital and a formulary, no caller."""
 ORG = {
     "hospital": HOSPITAL,
     "pharmacy": PHARMACY,
@@ -137,6 +153,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "GET /exports/anomalies.csv": TRACE_READERS,
     "GET /exports/trace-code.csv": TRACE_READERS,
     "GET /exports/risk.csv": {"supervisor": "own"},
+    "GET /settlements/{id}/slip.pdf": {"hospital": "own", "pharmacy": "own", "supervisor": "own"},
 }
 
 Verdict = str  # "visible", "hidden" or "denied"
@@ -175,6 +192,11 @@ class World:
         name = {"pharmacy": "pharmacy", "insurer": "car-t", "charity": "donated"}.get(role, "own")
         return self.settlements[region][name]
 
+    def own_settlements(self, role: str, region: str) -> list[dict[str, Any]]:
+        """A supervisor's are two: treated in its region, and of its insured treated elsewhere."""
+        own = [self.own_settlement(role, region)]
+        return [*own, self.settlements[region]["elsewhere"]] if role == "supervisor" else own
+
 
 async def settle_in(region: str, caller: Service, variables: dict[str, Any]) -> dict[str, Any]:
     result = (await caller.graphql(SETTLE, {"claim": in_region(variables, region)}))["settle"]
@@ -189,9 +211,10 @@ async def world(service: Service) -> AsyncIterator[World]:
             {"institution": in_region(HOSPITAL, region), "drug": CAR_T, "no_code_stock": True} for region in REGIONS
         ]
     }
-    for document in (second_region_data(), policies):
+    for document in (second_region_data(), THIRD_REGION_DATA, policies):
         assert (await service.load(document))["__typename"] == "LoadSummary"
     settled: dict[str, dict[str, dict[str, Any]]] = {}
+    third_hospital = service.as_(service.tokens.mint("hospital", THIRD_HOSPITAL))
     for region in REGIONS:
         hospital = service.as_(service.tokens.mint("hospital", in_region(HOSPITAL, region)))
         pharmacy = service.as_(service.tokens.mint("pharmacy", in_region(PHARMACY, region)))
@@ -218,6 +241,11 @@ async def world(service: Service) -> AsyncIterator[World]:
                     diagnoses=("C34.1",),
                     lines=[{"drug": OWN_SHARE, "quantity": 1, "unitPrice": "8000.00"}],
                 ),
+            ),
+            "elsewhere": await settle_in(  # the region's insured, treated in the third region
+                region,
+                third_hospital,
+                claim(f"W-ELSEWHERE-{region}", person=EMPLOYEE, institution=THIRD_HOSPITAL),
             ),
         }
         insurer = in_region("INS-A", region)
@@ -303,31 +331,49 @@ def own_institution(role: str, region: str) -> str:
     return in_region(PHARMACY if role == "pharmacy" else HOSPITAL, region)
 
 
+def agreed(verdicts: list[Verdict]) -> Verdict:
+    """One verdict for all of a region's objects of one kind (a supervisor's two settlements)."""
+    assert len(set(verdicts)) == 1, verdicts
+    return verdicts[0]
+
+
 async def probe_settlement(world: World, caller: Caller) -> Verdicts:
     async def probe(region: str) -> Verdict:
-        own = world.own_settlement(caller.role, region)
-        return await read_verdict(world.as_(caller), SETTLEMENT_BY_ID, {"id": own["id"]}, "settlement")
+        return agreed(
+            [
+                await read_verdict(world.as_(caller), SETTLEMENT_BY_ID, {"id": own["id"]}, "settlement")
+                for own in world.own_settlements(caller.role, region)
+            ]
+        )
 
     return await both(probe)
 
 
 async def probe_by_serial(world: World, caller: Caller) -> Verdicts:
     async def probe(region: str) -> Verdict:
-        own = world.own_settlement(caller.role, region)
-        variables = {"i": own["institution"], "s": own["serial"]}
-        return await read_verdict(world.as_(caller), BY_SERIAL, variables, "settlementBySerial")
+        return agreed(
+            [
+                await read_verdict(
+                    world.as_(caller), BY_SERIAL, {"i": own["institution"], "s": own["serial"]}, "settlementBySerial"
+                )
+                for own in world.own_settlements(caller.role, region)
+            ]
+        )
 
     return await both(probe)
 
 
 async def probe_listed(world: World, caller: Caller) -> Verdicts:
     async def probe(region: str) -> Verdict:
-        own = world.own_settlement(caller.role, region)
+        def lists(own: dict[str, Any]) -> Callable[[Any], bool]:
+            return lambda data: data is not None and own["id"] in {edge["node"]["id"] for edge in data["edges"]}
 
-        def lists(data: Any) -> bool:
-            return data is not None and own["id"] in {edge["node"]["id"] for edge in data["edges"]}
-
-        return await read_verdict(world.as_(caller), LISTED, {}, "settlements", lists)
+        return agreed(
+            [
+                await read_verdict(world.as_(caller), LISTED, {}, "settlements", lists(own))
+                for own in world.own_settlements(caller.role, region)
+            ]
+        )
 
     return await both(probe)
 
@@ -568,6 +614,24 @@ async def probe_export_risk(world: World, caller: Caller) -> Verdicts:
     return await both(probe)
 
 
+async def probe_slip(world: World, caller: Caller) -> Verdicts:
+    """403 is denied, 404 hidden, a PDF visible."""
+
+    async def fetch(own: dict[str, Any]) -> Verdict:
+        asking = world.as_(caller)
+        url = f"/settlements/{own['id']}/slip.pdf"
+        response = await asking.client.get(url, headers={"authorization": f"Bearer {asking.token}"})
+        verdicts = {403: "denied", 404: "hidden", 200: "visible"}
+        assert response.status_code in verdicts, response.text
+        assert response.status_code != 200 or response.headers["content-type"] == "application/pdf"
+        return verdicts[response.status_code]
+
+    async def probe(region: str) -> Verdict:
+        return agreed([await fetch(own) for own in world.own_settlements(caller.role, region)])
+
+    return await both(probe)
+
+
 PROBES: dict[str, Probe] = {
     "settlement": probe_settlement,
     "settlementBySerial": probe_by_serial,
@@ -592,6 +656,7 @@ PROBES: dict[str, Probe] = {
     "GET /exports/anomalies.csv": probe_export_anomalies,
     "GET /exports/trace-code.csv": probe_export_trace_code,
     "GET /exports/risk.csv": probe_export_risk,
+    "GET /settlements/{id}/slip.pdf": probe_slip,
 }
 
 
@@ -602,7 +667,7 @@ async def test_every_field_and_export_of_the_service_is_in_the_matrix(service: S
     exports = {
         f"{method} {route.path}"
         for route in app.routes
-        if getattr(route, "path", "").startswith("/exports/")
+        if getattr(route, "path", "").startswith("/exports/") or getattr(route, "path", "").endswith(".pdf")
         for method in sorted(getattr(route, "methods", None) or ())
         if method != "HEAD"
     }

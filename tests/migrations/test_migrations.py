@@ -5,10 +5,11 @@ PostgreSQL; and the models match the migrations (autogenerate finds nothing to a
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, select, text
@@ -24,6 +25,7 @@ from tests.api.auditing import quiet
 from tests.conftest import BACKENDS, MIGRATIONS, Databases
 
 TABLES = set(Base.metadata.tables)
+MONEY_PARTS = ("total", "in_scope", "self_pay_first", "above_standard", "out_of_scope", "patient")
 
 
 def tables(connection: Connection) -> set[str]:
@@ -135,3 +137,86 @@ async def test_upgrading_numbers_existing_audit_entries_in_chain_order_and_the_s
     assert sealed == 1 and verified.sealed == 3 and verified.forged == 1
     assert [problem.entry_id for problem in verified.problems] == [unsealed]
     assert txids[first] == 0 and (txids[newest] > 0) is (backend == "postgresql")
+
+
+PEOPLE_0008 = sa.table(
+    "people",
+    *(sa.column(name, sa.String()) for name in ("psn_no", "id_number_index", "insurance_type", "region")),
+    *(sa.column(name, sa.LargeBinary()) for name in ("id_number_ct", "name_ct")),
+    *(sa.column(name, sa.JSON()) for name in ("memberships", "flags")),
+    sa.column("id", sa.Uuid()),
+)
+SETTLEMENTS_0008 = sa.table(
+    "settlements",
+    sa.column("id", sa.Uuid()),
+    sa.column("person_id", sa.Uuid()),
+    *(sa.column(name, sa.String()) for name in ("institution_code", "region", "serial", "request_hash")),
+    *(sa.column(name, sa.String()) for name in ("visit", "status")),
+    sa.column("service_date", sa.Date()),
+    sa.column("year", sa.Integer()),
+    sa.column("diagnoses", sa.JSON()),
+    sa.column("settled_at", sa.DateTime(timezone=True)),
+    *(sa.column(f"{part}_fen", sa.BigInteger()) for part in MONEY_PARTS),
+)
+"""The two tables as revision 0008 left them, as far as a settlement written then needs."""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_upgrading_gives_existing_settlements_their_patients_insuring_region(
+    databases: Databases, backend: str
+) -> None:
+    """Revision 0009: a settlement written before it is attributed to its patient's region, whose
+    supervisors see it from then on; the downgrade takes the column away again.
+    """
+    engine = create_engine(await databases.empty(backend))
+    people = {"310100": uuid.uuid4(), "320100": uuid.uuid4()}
+    settled = {region: uuid.uuid4() for region in people}
+    try:
+        await upgrade(engine, MIGRATIONS, "0008")
+        async with engine.begin() as connection:
+            for region, person in people.items():
+                await connection.execute(
+                    PEOPLE_0008.insert().values(
+                        id=person,
+                        psn_no=f"P-{region}",
+                        id_number_ct=b"-",
+                        id_number_index=f"index-{region}",
+                        name_ct=b"-",
+                        insurance_type="employee",
+                        region=region,
+                        memberships=[],
+                        flags=[],
+                    )
+                )
+                await connection.execute(  # both treated in 310100: one patient at home, one from elsewhere
+                    SETTLEMENTS_0008.insert().values(
+                        id=settled[region],
+                        person_id=person,
+                        institution_code="H310003",
+                        region="310100",
+                        serial=f"S-{region}",
+                        request_hash="0" * 64,
+                        visit="inpatient",
+                        status="settled",
+                        service_date=date(2026, 3, 15),
+                        year=2026,
+                        diagnoses=["C50.9"],
+                        settled_at=datetime.now(UTC),
+                        **{f"{part}_fen": 0 for part in MONEY_PARTS},
+                    )
+                )
+
+        await upgrade(engine, MIGRATIONS, "0009")
+        async with engine.connect() as connection:
+            table = models.Settlement.__table__
+            insured = dict((await connection.execute(select(table.c.id, table.c.insured_region))).all())
+        await downgrade(engine, MIGRATIONS, "0008")
+        async with engine.connect() as connection:
+            columns = await connection.run_sync(
+                lambda sync: {column["name"] for column in inspect(sync).get_columns("settlements")}
+            )
+    finally:
+        await engine.dispose()
+
+    assert insured == {settled["310100"]: "310100", settled["320100"]: "320100"}
+    assert "insured_region" not in columns and "region" in columns

@@ -227,6 +227,14 @@ class SettlementFilter:
     service_to: date | None = None
     drug: str | None = None
     status: SettlementStatus | None = None
+    region: str | None = strawberry.field(default=None, description="Treated in this region (就医地).")
+    insured_region: str | None = strawberry.field(
+        default=None, description="Of a patient insured in this region (参保地), wherever treated."
+    )
+    cross_region: bool | None = strawberry.field(
+        default=None,
+        description="true: treated outside the patient's insuring region (异地就医); false: within it.",
+    )
 
 
 @strawberry.type(description="A reversal: the settlement as reversed, and the later settlements that relied on it.")
