@@ -106,7 +106,7 @@ def _copy_handlings_into_steps() -> None:
                 "anomaly_id": row.id,
                 "sequence": 1,
                 "kind": row.status,
-                "restored_note": row.note or "",
+                "note": row.note or "",
                 "role": role,
                 "org": org,
                 "subject": subject,
@@ -217,9 +217,9 @@ def downgrade() -> None:
     ).scalar_one()
     if dismissed or several:
         raise RuntimeError(
-            f"revision 0009 cannot downgrade with {dismissed} dismissed anomalies and {several} anomalies "
-            "handled in more than one step: the older schema has no dismissed status and keeps one note "
-            "per anomaly, so steps would be lost"
+            f"revision 0009 cannot downgrade (dismissed anomalies: {dismissed}, anomalies handled in more than "
+            f"one step: {several}): the older schema has no dismissed status and keeps one note per anomaly, "
+            "so steps would be lost"
         )
     if connection.dialect.name == "postgresql":
         op.execute("DROP TRIGGER anomalies_follow_steps ON anomalies")
