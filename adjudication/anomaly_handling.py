@@ -46,6 +46,10 @@ DECIDED = frozenset({Status.CONFIRMED, Status.DISMISSED})
 """A supervisor's decision is final: nothing is added after it, so that the decision a risk
 figure or a penalty rests on cannot move underneath it."""
 
+EXPLANATIONS_MAX = 20
+"""An institution's explanations of one anomaly, at most: each is kept and shown with the anomaly,
+so their number is bounded like everything else a caller can make grow."""
+
 COUNTED = (Status.OPEN, Status.EXPLAINED, Status.CONFIRMED)
 """The statuses that count towards an institution's risk: a dismissed anomaly was judged not to
 be one."""

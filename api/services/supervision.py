@@ -15,7 +15,15 @@ from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adjudication import ErrorCode
-from adjudication.anomaly_handling import COUNTED, Handler, Status, Step, may_take, status_after
+from adjudication.anomaly_handling import (
+    COUNTED,
+    EXPLANATIONS_MAX,
+    Handler,
+    Status,
+    Step,
+    may_take,
+    status_after,
+)
 from adjudication.tracecodes import FINDING_KIND, AnomalyKind, Problem, check_line, detect
 from api.auth import Principal, Role
 from api.db import models
@@ -514,8 +522,15 @@ async def handle(runtime: Runtime, principal: Principal, anomaly_id: uuid.UUID, 
                 "input.id",
             )
         (before,) = await _with_steps(session, [found])
+        if step is Step.EXPLAINED and len(before.explanations) >= EXPLANATIONS_MAX:
+            raise ServiceError(
+                ErrorCode.INVALID_FIELD,
+                f"anomaly {anomaly_id} has {EXPLANATIONS_MAX} explanations, the most it takes: a supervisor "
+                "decides on them",
+                "input.id",
+            )
         taken = AnomalyStepView(
-            sequence=len(before.steps) + 1,
+            sequence=before.steps[-1].sequence + 1 if before.steps else 1,
             kind=step.value,
             note=text,
             role=principal.role.value,

@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 from sqlalchemy import func, select
 
+from adjudication.anomaly_handling import EXPLANATIONS_MAX
 from api.db import models
 from api.db.session import create_engine, create_sessionmaker
 from tests.api.conftest import Service
@@ -205,6 +206,21 @@ async def test_a_refused_step_is_typed_and_writes_nothing(
     assert (after["status"], after["steps"], after["note"], after["handledBy"]) == ("OPEN", [], None, None)
     assert await audited(handlers.service, "allowed") == 0
     assert await audited(handlers.service, "denied") == (1 if typename == "Forbidden" else 0)
+
+
+async def test_an_institution_explains_an_anomaly_at_most_twenty_times(handlers: Handlers) -> None:
+    anomaly = handlers.anomalies["BAD-A"]
+    for index in range(EXPLANATIONS_MAX):
+        assert (await take(handlers.cashier, anomaly, "EXPLAINED", f"detail {index}"))["__typename"] == "Anomaly"
+
+    refused = await take(handlers.cashier, anomaly, "EXPLAINED", "one more")
+    decided = await take(handlers.inspector, anomaly, "CONFIRMED", "read all twenty")
+
+    assert (refused["__typename"], refused["code"], refused["field"]) == ("InvalidInput", "INVALID_FIELD", "input.id")
+    assert [step["note"] for step in decided["steps"]] == [
+        *(f"detail {index}" for index in range(EXPLANATIONS_MAX)),
+        "read all twenty",
+    ]
 
 
 async def test_each_step_is_audited_in_its_own_transaction(handlers: Handlers) -> None:

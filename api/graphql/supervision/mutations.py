@@ -42,7 +42,7 @@ class PrescriptionInput:
 class SupervisionMutations:
     @strawberry.mutation(
         description="Take a step in handling an anomaly, kept beside the earlier ones (none is overwritten): its "
-        "institution explains it (EXPLAINED), as often as it has more to say until it is decided; a supervisor of "
+        "institution explains it (EXPLAINED; 20 explanations at most) until it is decided; a supervisor of "
         "its region confirms or dismisses it (CONFIRMED, DISMISSED) with the reason, and the decision is final "
         "(AnomalyDecided after it). The other's step is Forbidden; an anomaly out of sight is NotFound."
     )
