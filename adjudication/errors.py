@@ -48,6 +48,8 @@ class ErrorCode(StrEnum):
     IN_PROGRESS = "IN_PROGRESS"
     ALREADY_REVERSED = "ALREADY_REVERSED"
     VERSION_CONFLICT = "VERSION_CONFLICT"
+    ANOMALY_DECIDED = "ANOMALY_DECIDED"
+    """The anomaly was already confirmed or dismissed by a supervisor: a decision is final."""
 
 
 class AdjudicationError(Exception):

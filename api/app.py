@@ -288,6 +288,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
                 Route(f"/exports/{name}.csv", Authenticated(Export(handler, state), state), methods=["GET"])
                 for name, handler in (
                     ("anomalies", exports.anomalies),
+                    ("anomaly-steps", exports.anomaly_steps),
                     ("trace-code", exports.trace_code),
                     ("risk", exports.risk),
                 )

@@ -1,6 +1,7 @@
 """CSV exports for supervisors, beside /graphql and authorized by the same bearer token.
 
     GET /exports/anomalies.csv?region=&institution=&drug=&kind=&status=&from=YYYY-MM-DD&to=YYYY-MM-DD
+    GET /exports/anomaly-steps.csv?(the same parameters)
     GET /exports/trace-code.csv?code=CODE
     GET /exports/risk.csv?institution=CODE&start=YYYY-MM-DD&end=YYYY-MM-DD
 
@@ -50,6 +51,35 @@ class Columns(Generic[Exported]):
     values: Callable[[Exported], Sequence[object]]
 
 
+def _anomaly_values(anomaly: supervision.AnomalyView) -> tuple[object, ...]:
+    explanations = anomaly.explanations
+    explained = explanations[-1] if explanations else None
+    decided = anomaly.decision
+    return (
+        anomaly.id,
+        anomaly.kind,
+        anomaly.severity,
+        anomaly.status,
+        anomaly.code,
+        anomaly.institution,
+        anomaly.region,
+        anomaly.drug,
+        anomaly.settlement_id,
+        anomaly.detected_at,
+        anomaly.detected_by,
+        len(explanations),
+        None if explained is None else explained.note,
+        None if explained is None else explained.organisation,
+        None if explained is None else explained.person,
+        None if explained is None else explained.at,
+        None if decided is None else decided.kind,
+        None if decided is None else decided.note,
+        None if decided is None else decided.organisation,
+        None if decided is None else decided.person,
+        None if decided is None else decided.at,
+    )
+
+
 ANOMALY_COLUMNS: Columns[supervision.AnomalyView] = Columns(
     (
         "id",
@@ -63,27 +93,69 @@ ANOMALY_COLUMNS: Columns[supervision.AnomalyView] = Columns(
         "settlement_id",
         "detected_at",
         "detected_by",
-        "handled_by",
-        "handled_at",
-        "note",
+        "explanations",
+        "explanation",
+        "explained_by_organisation",
+        "explained_by",
+        "explained_at",
+        "decision",
+        "reason",
+        "decided_by_organisation",
+        "decided_by",
+        "decided_at",
     ),
-    lambda anomaly: (
-        anomaly.id,
-        anomaly.kind,
-        anomaly.severity,
-        anomaly.status,
-        anomaly.code,
-        anomaly.institution,
-        anomaly.region,
-        anomaly.drug,
-        anomaly.settlement_id,
-        anomaly.detected_at,
-        anomaly.detected_by,
-        anomaly.handled_by,
-        anomaly.handled_at,
-        anomaly.note,
+    _anomaly_values,
+)
+"""One row per anomaly: where it stands, the latest of its institution's explanations (and how
+many it gave) and the supervisor's decision with its reason. Every step is in ANOMALY_STEP_COLUMNS."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepRow:
+    """One step in handling an anomaly, beside what identifies the anomaly."""
+
+    anomaly: supervision.AnomalyView
+    step: supervision.AnomalyStepView
+
+
+ANOMALY_STEP_COLUMNS: Columns[StepRow] = Columns(
+    (
+        "anomaly_id",
+        "kind",
+        "severity",
+        "status",
+        "code",
+        "institution_code",
+        "region",
+        "detected_at",
+        "sequence",
+        "step",
+        "note",
+        "role",
+        "organisation",
+        "person",
+        "at",
+    ),
+    lambda row: (
+        row.anomaly.id,
+        row.anomaly.kind,
+        row.anomaly.severity,
+        row.anomaly.status,
+        row.anomaly.code,
+        row.anomaly.institution,
+        row.anomaly.region,
+        row.anomaly.detected_at,
+        row.step.sequence,
+        row.step.kind,
+        row.step.note,
+        row.step.role,
+        row.step.organisation,
+        row.step.person,
+        row.step.at,
     ),
 )
+"""One row per step in handling an anomaly, in the order taken: the whole record, nothing
+overwritten (an anomaly no one has handled has no row)."""
 EVENT_COLUMNS: Columns[supervision.TraceEventView] = Columns(
     (
         "code",
@@ -112,17 +184,25 @@ EVENT_COLUMNS: Columns[supervision.TraceEventView] = Columns(
 
 @dataclass(frozen=True, slots=True)
 class RiskRow:
-    """One anomaly kind of an institution's risk summary."""
+    """One anomaly kind of an institution's risk summary (dismissed anomalies counted nowhere)."""
 
     institution: str
     settlements: int
     kind: str
-    anomalies: int
+    counts: supervision.AnomalyCounts
 
 
 RISK_COLUMNS: Columns[RiskRow] = Columns(
-    ("institution", "settlements", "kind", "anomalies"),
-    lambda row: (row.institution, row.settlements, row.kind, row.anomalies),
+    ("institution", "settlements", "kind", "anomalies", "open", "explained", "confirmed"),
+    lambda row: (
+        row.institution,
+        row.settlements,
+        row.kind,
+        row.counts.total,
+        row.counts.open,
+        row.counts.explained,
+        row.counts.confirmed,
+    ),
 )
 
 BOM = "\ufeff"
@@ -267,25 +347,46 @@ async def _forbidden(context: Context, principal: Principal, what: str) -> Respo
 ANOMALY_PARAMETERS = ("region", "institution", "drug", "kind", "status", "from", "to")
 
 
+def _anomaly_filter(request: Request) -> supervision.AnomalyFilter:
+    parameters = _parameters(request, ANOMALY_PARAMETERS)
+    detected_from, detected_to = _period(parameters, "from", "to")
+    return supervision.AnomalyFilter(
+        region=parameters.get("region"),
+        institution=parameters.get("institution"),
+        drug=parameters.get("drug"),
+        kind=_one_of(parameters, "kind", [kind.value for kind in AnomalyKind]),
+        status=_one_of(parameters, "status", supervision.ANOMALY_STATUSES),
+        detected_from=detected_from,
+        detected_to=detected_to,
+    )
+
+
 async def anomalies(request: Request, context: Context, principal: Principal) -> Response:
     if principal.role not in INSTITUTION_ROLES and principal.role is not Role.SUPERVISOR:
         return await _forbidden(context, principal, "anomalies")
     try:
-        parameters = _parameters(request, ANOMALY_PARAMETERS)
-        detected_from, detected_to = _period(parameters, "from", "to")
-        where = supervision.AnomalyFilter(
-            region=parameters.get("region"),
-            institution=parameters.get("institution"),
-            drug=parameters.get("drug"),
-            kind=_one_of(parameters, "kind", [kind.value for kind in AnomalyKind]),
-            status=_one_of(parameters, "status", supervision.ANOMALY_STATUSES),
-            detected_from=detected_from,
-            detected_to=detected_to,
-        )
+        where = _anomaly_filter(request)
     except ServiceError as error:
         return _refused(error)
     rows = supervision.stream_anomalies(context.runtime, principal, where)
     return await _response(ANOMALY_COLUMNS, rows, "anomalies.csv")
+
+
+async def anomaly_steps(request: Request, context: Context, principal: Principal) -> Response:
+    """Every step taken on the anomalies the same parameters select, anomaly by anomaly."""
+    if principal.role not in INSTITUTION_ROLES and principal.role is not Role.SUPERVISOR:
+        return await _forbidden(context, principal, "anomaly steps")
+    try:
+        where = _anomaly_filter(request)
+    except ServiceError as error:
+        return _refused(error)
+
+    async def rows() -> AsyncIterator[StepRow]:
+        async for anomaly in supervision.stream_anomalies(context.runtime, principal, where):
+            for step in anomaly.steps:
+                yield StepRow(anomaly, step)
+
+    return await _response(ANOMALY_STEP_COLUMNS, rows(), "anomaly-steps.csv")
 
 
 async def trace_code(request: Request, context: Context, principal: Principal) -> Response:
@@ -316,8 +417,8 @@ async def risk(request: Request, context: Context, principal: Principal) -> Resp
         return _refused(ServiceError(ErrorCode.NOT_FOUND, f"no institution {institution}", "institution"), 404)
 
     async def rows() -> AsyncIterator[RiskRow]:
-        for kind, count in sorted(summary.by_kind.items()):
-            yield RiskRow(summary.institution, summary.settlements, kind, count)
+        for kind, counts in sorted(summary.by_kind.items()):
+            yield RiskRow(summary.institution, summary.settlements, kind, counts)
 
     return await _response(RISK_COLUMNS, rows(), "risk.csv")
 

@@ -553,8 +553,11 @@ class Anomaly(Base):
     """Something a fund supervisor should look at, detected when written or by a scan.
 
     `fingerprint` names what was detected (kind and the record it concerns), so that a scan run
-    again finds nothing new. Status: open, explained (by the institution), confirmed (by a
-    supervisor); `handled_by` says who.
+    again finds nothing new. `status` is that of its latest step (`AnomalyStep`; open before the
+    first): explained (by the institution), confirmed or dismissed (by a supervisor).
+
+    `handled_by`, `handled_at` and `note` are read-only: what the service kept before handling
+    was kept in steps (revision 0009 copied them into `anomaly_steps`); nothing writes them now.
     """
 
     __tablename__ = "anomalies"
@@ -578,8 +581,36 @@ class Anomaly(Base):
 
     __table_args__ = (
         CheckConstraint("severity IN ('low', 'medium', 'high')", name="severity"),
-        CheckConstraint("status IN ('open', 'explained', 'confirmed')", name="status"),
+        CheckConstraint("status IN ('open', 'explained', 'confirmed', 'dismissed')", name="status"),
         CheckConstraint("detected_by IN ('write', 'scan')", name="detected_by"),
+    )
+
+
+class AnomalyStep(Base):
+    """One step in handling an anomaly: its institution's explanation, or a supervisor's decision
+    (confirmed or dismissed) with the reason. Append-only: a later step never changes an earlier
+    one. `sequence` numbers an anomaly's steps from 1, in the order they were taken.
+
+    Who took it, each once: `role`, `org` (their institution or bureau) and `subject` (the
+    person, as their token names them), as the audit log names a caller.
+    """
+
+    __tablename__ = "anomaly_steps"
+
+    id: Mapped[uuid.UUID] = _id()
+    anomaly_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("anomalies.id"))
+    sequence: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(String(1000))
+    role: Mapped[str] = mapped_column(String(16))
+    org: Mapped[str] = mapped_column(Code)
+    subject: Mapped[str] = mapped_column(String(200))
+    taken_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('explained', 'confirmed', 'dismissed')", name="kind"),
+        CheckConstraint("sequence >= 1", name="sequence_positive"),
+        UniqueConstraint("anomaly_id", "sequence"),
     )
 
 

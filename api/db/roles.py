@@ -2,10 +2,11 @@
 
 It may select, insert and update the business tables, and only select and insert the
 append-only ones (the ledger, the audit log with its seals, checkpoints and rejections, the
-trace events): nothing is deleted, and what is appended cannot be changed. (The migrations'
-triggers refuse UPDATE, DELETE and TRUNCATE on the append-only tables for every role besides,
-and stamp each audit entry with its writing transaction whatever the inserter sends.) It needs
-no right on the audit log's identity sequence: inserting is enough.
+trace events, the steps in handling anomalies): nothing is deleted, and what is appended
+cannot be changed. (The migrations' triggers refuse UPDATE, DELETE and TRUNCATE on the
+append-only tables for every role besides, and stamp each audit entry with its writing
+transaction whatever the inserter sends.) It needs no right on the audit log's identity
+sequence: inserting is enough.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ APPEND_ONLY = (
     "audit_checkpoints",
     "audit_rejections",
     "trace_events",
+    "anomaly_steps",
 )
 
 

@@ -72,6 +72,13 @@ class VersionConflict(Error):
     pass
 
 
+@strawberry.type(
+    description="The anomaly is already confirmed or dismissed (a decision is final); nothing was written."
+)
+class AnomalyDecided(Error):
+    pass
+
+
 _TYPES: dict[ErrorCode, type[Error]] = {
     ErrorCode.NOT_FOUND: NotFound,
     ErrorCode.UNKNOWN_DRUG: NotFound,
@@ -84,6 +91,7 @@ _TYPES: dict[ErrorCode, type[Error]] = {
     ErrorCode.FORBIDDEN: Forbidden,
     ErrorCode.TRACE_CODE_INVALID: TraceCodeRefused,
     ErrorCode.TRACE_CODE_ALREADY_SOLD: TraceCodeRefused,
+    ErrorCode.ANOMALY_DECIDED: AnomalyDecided,
 }
 
 

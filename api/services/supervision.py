@@ -15,8 +15,17 @@ from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adjudication import ErrorCode
+from adjudication.anomaly_handling import (
+    COUNTED,
+    EXPLANATIONS_MAX,
+    Handler,
+    Status,
+    Step,
+    may_take,
+    status_after,
+)
 from adjudication.tracecodes import FINDING_KIND, AnomalyKind, Problem, check_line, detect
-from api.auth import INSTITUTION_ROLES, Principal, Role
+from api.auth import Principal, Role
 from api.db import models
 from api.errors import ServiceError
 from api.ids import uuid7
@@ -28,7 +37,7 @@ from api.tables import table_of
 Row = dict[str, Any]
 PAGE = 500
 """Rows per page: of a query's answer, and of an export read from the database at a time."""
-ANOMALY_STATUSES = ("open", "explained", "confirmed")
+ANOMALY_STATUSES = tuple(status.value for status in Status)
 
 
 async def scan(runtime: Runtime) -> int:
@@ -190,8 +199,23 @@ def cursor_of(anomaly_id: uuid.UUID) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class AnomalyStepView:
+    """One step in handling an anomaly, as it was taken: who (role, organisation, person: the
+    subject of their token), when, and their explanation or the reason for their decision.
+    """
+
+    sequence: int
+    kind: str
+    note: str
+    role: str
+    organisation: str
+    person: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class AnomalyView:
-    """An anomaly as its institution and its supervisors see it."""
+    """An anomaly as its institution and its supervisors see it, with every step taken on it."""
 
     id: uuid.UUID
     kind: str
@@ -205,12 +229,36 @@ class AnomalyView:
     detected_at: datetime
     detected_by: str
     detail: Mapping[str, object]
-    handled_by: str | None
-    handled_at: datetime | None
-    note: str | None
+    steps: tuple[AnomalyStepView, ...]
+
+    @property
+    def latest_step(self) -> AnomalyStepView | None:
+        return self.steps[-1] if self.steps else None
+
+    @property
+    def explanations(self) -> tuple[AnomalyStepView, ...]:
+        return tuple(step for step in self.steps if step.kind == Step.EXPLAINED)
+
+    @property
+    def decision(self) -> AnomalyStepView | None:
+        """The supervisor's decision (confirmed or dismissed), once taken: it is the last step."""
+        latest = self.latest_step
+        return latest if latest is not None and latest.kind != Step.EXPLAINED else None
 
 
-def _anomaly(anomaly: models.Anomaly) -> AnomalyView:
+def _step(step: models.AnomalyStep) -> AnomalyStepView:
+    return AnomalyStepView(
+        sequence=step.sequence,
+        kind=step.kind,
+        note=step.note,
+        role=step.role,
+        organisation=step.org,
+        person=step.subject,
+        at=step.taken_at,
+    )
+
+
+def _anomaly(anomaly: models.Anomaly, steps: tuple[AnomalyStepView, ...]) -> AnomalyView:
     return AnomalyView(
         id=anomaly.id,
         kind=anomaly.kind,
@@ -224,10 +272,23 @@ def _anomaly(anomaly: models.Anomaly) -> AnomalyView:
         detected_at=anomaly.detected_at,
         detected_by=anomaly.detected_by,
         detail=anomaly.detail,
-        handled_by=anomaly.handled_by,
-        handled_at=anomaly.handled_at,
-        note=anomaly.note,
+        steps=steps,
     )
+
+
+async def _with_steps(session: AsyncSession, found: list[models.Anomaly]) -> list[AnomalyView]:
+    """The anomalies with their steps, read in one query for the whole page."""
+    table = models.AnomalyStep.__table__
+    taken: dict[uuid.UUID, list[AnomalyStepView]] = {}
+    if found:
+        statement = (
+            select(models.AnomalyStep)
+            .where(table.c.anomaly_id.in_([anomaly.id for anomaly in found]))
+            .order_by(table.c.anomaly_id, table.c.sequence)
+        )
+        for step in (await session.execute(statement)).scalars():
+            taken.setdefault(step.anomaly_id, []).append(_step(step))
+    return [_anomaly(anomaly, tuple(taken.get(anomaly.id, ()))) for anomaly in found]
 
 
 async def anomalies(
@@ -243,8 +304,9 @@ async def anomalies(
     if after is not None:
         statement = statement.where(table.c.id < cursors.decode("anomaly", after))
     async with runtime.sessions() as session:
-        found = [_anomaly(anomaly) for anomaly in (await session.execute(statement)).scalars()]
-    return found[:first], len(found) > first
+        found = list((await session.execute(statement)).scalars())
+        page = await _with_steps(session, found[:first])
+    return page, len(found) > first
 
 
 async def stream_anomalies(runtime: Runtime, principal: Principal, where: AnomalyFilter) -> AsyncIterator[AnomalyView]:
@@ -321,13 +383,35 @@ async def code_history(runtime: Runtime, principal: Principal, code: str) -> lis
 
 
 @dataclass(frozen=True, slots=True)
+class AnomalyCounts:
+    """Anomalies that count towards a risk, by where their handling stands: not yet handled
+    (open), explained by the institution and awaiting a supervisor's decision, confirmed by a
+    supervisor. A dismissed anomaly counts nowhere: a supervisor judged it not to be one.
+    """
+
+    open: int = 0
+    explained: int = 0
+    confirmed: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.open + self.explained + self.confirmed
+
+    def plus(self, status: str, count: int) -> AnomalyCounts:
+        return replace(self, **{status: getattr(self, status) + count})
+
+
+@dataclass(frozen=True, slots=True)
 class RiskSummary:
     institution: str
     settlements: int
-    anomalies: int
-    open_anomalies: int
-    by_kind: dict[str, int]
-    by_severity: dict[str, int]
+    counts: AnomalyCounts
+    by_kind: dict[str, AnomalyCounts]
+    by_severity: dict[str, AnomalyCounts]
+
+    @property
+    def anomalies(self) -> int:
+        return self.counts.total
 
     @property
     def anomalies_per_hundred_settlements(self) -> float:
@@ -337,10 +421,10 @@ class RiskSummary:
 async def risk_summary(
     runtime: Runtime, principal: Principal, institution: str, start: date | None, end: date | None
 ) -> RiskSummary | None:
-    """Settlements (by service date) and anomalies (by the day detected) of a visible institution
-    between two dates, each bound optional; None when the caller may not see the institution.
-    The anomalies are counted by the database: a summary is a handful of rows, however many
-    anomalies it counts.
+    """Settlements (by service date) and anomalies (by the day detected, dismissed ones left out)
+    of a visible institution between two dates, each bound optional; None when the caller may
+    not see the institution. The anomalies are counted by the database: a summary is a handful
+    of rows, however many anomalies it counts.
     """
     institutions = models.Institution.__table__
     settlements = models.Settlement.__table__
@@ -363,41 +447,65 @@ async def risk_summary(
         groups = (
             await session.execute(
                 select(table.c.kind, table.c.severity, table.c.status, func.count())
-                .where(*where)
+                .where(*where, table.c.status.in_([status.value for status in COUNTED]))
                 .group_by(table.c.kind, table.c.severity, table.c.status)
             )
         ).all()
-    by_kind: dict[str, int] = {}
-    by_severity: dict[str, int] = {}
-    for kind, severity, _, n in groups:
-        by_kind[kind] = by_kind.get(kind, 0) + n
-        by_severity[severity] = by_severity.get(severity, 0) + n
-    total = sum(n for *_, n in groups)
-    still_open = sum(n for _, _, status, n in groups if status == "open")
-    return RiskSummary(institution, int(count), total, still_open, by_kind, by_severity)
+    counts = AnomalyCounts()
+    by_kind: dict[str, AnomalyCounts] = {}
+    by_severity: dict[str, AnomalyCounts] = {}
+    for kind, severity, status, n in groups:
+        counts = counts.plus(status, n)
+        by_kind[kind] = by_kind.get(kind, AnomalyCounts()).plus(status, n)
+        by_severity[severity] = by_severity.get(severity, AnomalyCounts()).plus(status, n)
+    return RiskSummary(institution, int(count), counts, by_kind, by_severity)
+
+
+HANDLERS = {Role.HOSPITAL: Handler.INSTITUTION, Role.PHARMACY: Handler.INSTITUTION, Role.SUPERVISOR: Handler.SUPERVISOR}
+NOT_YOURS = {
+    Handler.INSTITUTION: "a decision is the supervisor's: an institution explains its anomaly (EXPLAINED)",
+    Handler.SUPERVISOR: "an explanation is the institution's: a supervisor confirms or dismisses an anomaly "
+    "(CONFIRMED or DISMISSED), giving the reason",
+}
+NOTE_NEEDED = {
+    Handler.INSTITUTION: "an explanation takes a note saying what happened",
+    Handler.SUPERVISOR: "a decision takes its reason",
+}
 
 
 async def handle(runtime: Runtime, principal: Principal, anomaly_id: uuid.UUID, status: str, note: str) -> AnomalyView:
-    """An institution explains its anomaly; a supervisor explains or confirms one of its region."""
+    """One step in handling an anomaly, appended to those before it (none is overwritten): its
+    institution explains it, as often as it has more to say; a supervisor of its region confirms
+    or dismisses it, with the reason. A decision is final. Every refusal writes nothing (a
+    refusal of the caller's role is audited, like every denied attempt).
+    """
     now = runtime.clock()
-    allowed = {"explained"} if principal.role in INSTITUTION_ROLES else {"explained", "confirmed"}
-    if principal.role not in INSTITUTION_ROLES and principal.role is not Role.SUPERVISOR:
+    target = f"anomaly:{anomaly_id}"
+    handler = HANDLERS.get(principal.role)
+    if handler is None:
         error = ServiceError(ErrorCode.FORBIDDEN, "only institutions and supervisors handle anomalies", "input")
-        await audit.refuse(runtime.sessions, principal, "handleAnomaly", error, now, f"anomaly:{anomaly_id}")
-    if status not in allowed:
+        await audit.refuse(runtime.sessions, principal, "handleAnomaly", error, now, target)
+    if status not in {kind.value for kind in Step}:
         raise ServiceError(
-            ErrorCode.INVALID_FIELD, f"a {principal.role} may set: {', '.join(sorted(allowed))}", "input.status"
+            ErrorCode.INVALID_FIELD,
+            "an anomaly is open until a step is taken: EXPLAINED, CONFIRMED or DISMISSED",
+            "input.status",
         )
-    if not note.strip():
-        raise ServiceError(ErrorCode.MISSING_FIELD, "handling an anomaly takes a note", "input.note")
-    fits(note.strip(), "input.note", models.Anomaly.note)
-    table = table_of(models.Anomaly)
+    step = Step(status)
+    if not may_take(handler, step):
+        error = ServiceError(ErrorCode.FORBIDDEN, NOT_YOURS[handler], "input.status")
+        await audit.refuse(runtime.sessions, principal, "handleAnomaly", error, now, target)
+    text = note.strip()
+    if not text:
+        raise ServiceError(ErrorCode.MISSING_FIELD, NOTE_NEEDED[handler], "input.note")
+    fits(text, "input.note", models.AnomalyStep.note)
+    anomalies = models.Anomaly.__table__
     async with runtime.sessions() as session:
         found = (
             (
                 await session.execute(
                     select(models.Anomaly)
-                    .where(table.c.id == anomaly_id, access.anomalies(principal))
+                    .where(anomalies.c.id == anomaly_id, access.anomalies(principal))
                     .with_for_update()
                 )
             )
@@ -406,26 +514,59 @@ async def handle(runtime: Runtime, principal: Principal, anomaly_id: uuid.UUID, 
         )
         if found is None:
             raise ServiceError(ErrorCode.NOT_FOUND, f"no anomaly {anomaly_id}", "input.id")
-        handled = replace(
-            _anomaly(found),
-            status=status,
-            note=note.strip(),
-            handled_by=f"{principal.role}:{principal.org}:{principal.subject}",
-            handled_at=now,
+        after = status_after(Status(found.status), step)
+        if after is None:
+            raise ServiceError(
+                ErrorCode.ANOMALY_DECIDED,
+                f"anomaly {anomaly_id} was already {found.status} by a supervisor: a decision is final",
+                "input.id",
+            )
+        (before,) = await _with_steps(session, [found])
+        if step is Step.EXPLAINED and len(before.explanations) >= EXPLANATIONS_MAX:
+            raise ServiceError(
+                ErrorCode.INVALID_FIELD,
+                f"anomaly {anomaly_id} has {EXPLANATIONS_MAX} explanations, the most it takes: a supervisor "
+                "decides on them",
+                "input.id",
+            )
+        taken = AnomalyStepView(
+            sequence=before.steps[-1].sequence + 1 if before.steps else 1,
+            kind=step.value,
+            note=text,
+            role=principal.role.value,
+            organisation=principal.org,
+            person=principal.subject,
+            at=now,
         )
         await session.execute(
-            update(table)
-            .where(table.c.id == anomaly_id)
-            .values(status=handled.status, note=handled.note, handled_by=handled.handled_by, handled_at=now)
+            table_of(models.AnomalyStep)
+            .insert()
+            .values(
+                id=uuid7(),
+                anomaly_id=anomaly_id,
+                sequence=taken.sequence,
+                kind=taken.kind,
+                note=taken.note,
+                role=taken.role,
+                org=taken.organisation,
+                subject=taken.person,
+                taken_at=taken.at,
+            )
         )
+        await session.execute(update(table_of(models.Anomaly)).where(anomalies.c.id == anomaly_id).values(status=after))
         await audit.append(
             session,
             audit.AuditRecord(
-                audit.Actor.of(principal), "handleAnomaly", "allowed", now, f"anomaly:{anomaly_id}", {"status": status}
+                audit.Actor.of(principal),
+                "handleAnomaly",
+                "allowed",
+                now,
+                target,
+                {"status": step.value, "step": taken.sequence},
             ),
         )
         await session.commit()
-    return handled
+    return replace(before, status=after.value, steps=(*before.steps, taken))
 
 
 @dataclass(frozen=True, slots=True)

@@ -151,6 +151,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "handleAnomaly": TRACE_READERS,
     "recordPrescription": {"hospital": "all"},
     "GET /exports/anomalies.csv": TRACE_READERS,
+    "GET /exports/anomaly-steps.csv": TRACE_READERS,
     "GET /exports/trace-code.csv": TRACE_READERS,
     "GET /exports/risk.csv": {"supervisor": "own"},
     "GET /settlements/{id}/slip.pdf": {"hospital": "own", "pharmacy": "own", "supervisor": "own"},
@@ -552,10 +553,34 @@ async def probe_verify(world: World, caller: Caller) -> Verdicts:
     return await both(probe)
 
 
+FRESH = "query($f: AnomalyFilter) { anomalies(first: 100, filter: $f) { edges { node { id settlementId } } } }"
+
+
+async def fresh_anomaly(world: World, region: str) -> str:
+    """A new anomaly of the region's hospital (no-code stock): a decision is final, so each
+    supervisor's probe decides one of its own.
+    """
+    hospital = world.as_(Caller("hospital", region))
+    line = {"drug": CAR_T, "quantity": 1, "unitPrice": "120000.00", "traceCodes": []}
+    settled = await settle_in(region, hospital, claim(world.serial(), diagnoses=("C83.3",), lines=[line]))
+    everywhere = world.service.as_(world.service.tokens.supervisor(*REGIONS))
+    where = {"f": {"institution": in_region(HOSPITAL, region), "kind": "NO_CODE_STOCK"}}
+    edges = (await everywhere.graphql(FRESH, where))["anomalies"]["edges"]
+    (anomaly,) = [edge["node"]["id"] for edge in edges if edge["node"]["settlementId"] == settled["id"]]
+    return str(anomaly)
+
+
 async def probe_handle(world: World, caller: Caller) -> Verdicts:
+    """Its institution explains an anomaly; a supervisor dismisses one (the other's step is
+    refused whatever the region, so each role is probed with its own).
+    """
+
     async def probe(region: str) -> Verdict:
-        anomaly = world.anomalies[own_institution(caller.role, region)]
-        variables = {"i": {"id": anomaly, "status": "EXPLAINED", "note": "stock from the no-code list"}}
+        if caller.role == "supervisor":
+            anomaly, status = await fresh_anomaly(world, region), "DISMISSED"
+        else:
+            anomaly, status = world.anomalies[own_institution(caller.role, region)], "EXPLAINED"
+        variables = {"i": {"id": anomaly, "status": status, "note": "stock from the no-code list"}}
         return await mutation_verdict(world.as_(caller), HANDLE, variables, "handleAnomaly", "Anomaly")
 
     return await both(probe)
@@ -593,6 +618,23 @@ async def probe_export_anomalies(world: World, caller: Caller) -> Verdicts:
     async def probe(region: str) -> Verdict:
         institution = own_institution(caller.role, region)
         return await export_verdict(world.as_(caller), "/exports/anomalies.csv", {}, "institution_code", institution)
+
+    return await both(probe)
+
+
+async def probe_export_anomaly_steps(world: World, caller: Caller) -> Verdicts:
+    """Steps of the anomalies each region's institution explained (an anomaly without a step has no row)."""
+    for region in REGIONS:
+        for role in ("hospital", "pharmacy"):
+            owner = world.as_(Caller(role, region))
+            anomaly = world.anomalies[own_institution(role, region)]
+            variables = {"i": {"id": anomaly, "status": "EXPLAINED", "note": "what happened"}}
+            assert (await owner.graphql(HANDLE, variables))["handleAnomaly"]["__typename"] == "Anomaly"
+
+    async def probe(region: str) -> Verdict:
+        institution = own_institution(caller.role, region)
+        path = "/exports/anomaly-steps.csv"
+        return await export_verdict(world.as_(caller), path, {}, "institution_code", institution)
 
     return await both(probe)
 
@@ -654,6 +696,7 @@ PROBES: dict[str, Probe] = {
     "handleAnomaly": probe_handle,
     "recordPrescription": probe_prescribe,
     "GET /exports/anomalies.csv": probe_export_anomalies,
+    "GET /exports/anomaly-steps.csv": probe_export_anomaly_steps,
     "GET /exports/trace-code.csv": probe_export_trace_code,
     "GET /exports/risk.csv": probe_export_risk,
     "GET /settlements/{id}/slip.pdf": probe_slip,

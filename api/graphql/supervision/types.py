@@ -9,11 +9,39 @@ from strawberry.scalars import JSON
 from api.services.supervision import AnomalyView
 
 
-@strawberry.enum
+@strawberry.enum(description="Where an anomaly's handling stands: the name of its latest step, OPEN before any.")
 class AnomalyStatus(StrEnum):
     OPEN = "open"
     EXPLAINED = "explained"
     CONFIRMED = "confirmed"
+    DISMISSED = "dismissed"
+
+
+@strawberry.enum(
+    description="What a step in handling an anomaly did: EXPLAINED (its institution said what happened), "
+    "CONFIRMED or DISMISSED (a supervisor decided, and the decision is final)."
+)
+class AnomalyStepKind(StrEnum):
+    EXPLAINED = "explained"
+    CONFIRMED = "confirmed"
+    DISMISSED = "dismissed"
+
+
+@strawberry.type(
+    description="One step in handling an anomaly, kept as it was taken: a later step never changes an earlier one."
+)
+class AnomalyStep:
+    kind: AnomalyStepKind
+    note: str = strawberry.field(description="The institution's explanation, or the supervisor's reason.")
+    role: str = strawberry.field(description="The role of whoever took the step: hospital, pharmacy or supervisor.")
+    organisation: str = strawberry.field(description="Their institution's code, or their supervising bureau.")
+    person: str = strawberry.field(
+        description="Who took the step: the subject of their token (a member of staff, not an insured person)."
+    )
+    at: datetime
+
+
+LEGACY = "Read `steps`: each step keeps its own note, who took it (role, organisation, person) and when."
 
 
 @strawberry.type(description="Something for a fund supervisor to look at, detected when written or by a scan.")
@@ -30,12 +58,21 @@ class Anomaly:
     detected_at: datetime
     detected_by: str
     detail: JSON
-    handled_by: str | None
-    handled_at: datetime | None
-    note: str | None
+    steps: list[AnomalyStep] = strawberry.field(
+        description="Every step taken in handling it, in the order taken: the institution's explanations, then "
+        "a supervisor's decision."
+    )
+    handled_by: str | None = strawberry.field(
+        description="Who took the latest step, as `role:organisation:person`.", deprecation_reason=LEGACY
+    )
+    handled_at: datetime | None = strawberry.field(
+        description="When the latest step was taken.", deprecation_reason=LEGACY
+    )
+    note: str | None = strawberry.field(description="The latest step's note.", deprecation_reason=LEGACY)
 
 
 def anomaly_type(anomaly: AnomalyView) -> Anomaly:
+    latest = anomaly.latest_step
     return Anomaly(
         id=strawberry.ID(str(anomaly.id)),
         kind=anomaly.kind,
@@ -49,9 +86,20 @@ def anomaly_type(anomaly: AnomalyView) -> Anomaly:
         detected_at=anomaly.detected_at,
         detected_by=anomaly.detected_by,
         detail=JSON(anomaly.detail),
-        handled_by=anomaly.handled_by,
-        handled_at=anomaly.handled_at,
-        note=anomaly.note,
+        steps=[
+            AnomalyStep(
+                kind=AnomalyStepKind(step.kind),
+                note=step.note,
+                role=step.role,
+                organisation=step.organisation,
+                person=step.person,
+                at=step.at,
+            )
+            for step in anomaly.steps
+        ],
+        handled_by=None if latest is None else f"{latest.role}:{latest.organisation}:{latest.person}",
+        handled_at=None if latest is None else latest.at,
+        note=None if latest is None else latest.note,
     )
 
 
@@ -103,15 +151,26 @@ class KindCount:
     count: int
 
 
-@strawberry.type(description="An institution's anomalies against its settlements over a period.")
+@strawberry.type(
+    description="An institution's anomalies against its settlements over a period. Anomalies are counted by the "
+    "day they were detected (Asia/Shanghai), settlements by their service date; a dismissed anomaly counts nowhere."
+)
 class RiskSummary:
     institution: str
-    settlements: int
-    anomalies: int
-    open_anomalies: int
-    anomalies_per_hundred_settlements: float
-    by_kind: list[KindCount]
-    by_severity: list[KindCount]
+    settlements: int = strawberry.field(description="Settlements whose service date is in the period.")
+    anomalies: int = strawberry.field(
+        description="Anomalies detected in the period and not dismissed: open + explained + confirmed."
+    )
+    open_anomalies: int = strawberry.field(description="Of `anomalies`, those nobody has explained or decided yet.")
+    explained_anomalies: int = strawberry.field(
+        description="Of `anomalies`, those the institution explained that await a supervisor's decision."
+    )
+    confirmed_anomalies: int = strawberry.field(description="Of `anomalies`, those a supervisor confirmed.")
+    anomalies_per_hundred_settlements: float = strawberry.field(
+        description="`anomalies` per 100 `settlements` (0 without settlements), to two decimals."
+    )
+    by_kind: list[KindCount] = strawberry.field(description="`anomalies` by kind.")
+    by_severity: list[KindCount] = strawberry.field(description="`anomalies` by severity.")
 
 
 @strawberry.type(description="One thing wrong with the audit log: where in the chain, which entry, what.")
