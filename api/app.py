@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -43,7 +44,7 @@ from api.services import audit, audit_chain, audit_witness
 from api.services.access import SYSTEM
 from api.services.facts import VersionCache
 from api.services.runtime import Runtime
-from api.settings import Settings
+from api.settings import InvalidSetting, Settings
 
 log = get_logger("settle")
 
@@ -328,8 +329,16 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
 
 def create_app_from_environment() -> Starlette:
     """The factory `settle serve` hands uvicorn (each worker process builds its own app, and
-    routes its logs through api/logs.py).
+    routes its logs through api/logs.py). A setting whose value is not accepted stops the process
+    with one line per setting on stderr and status 2, as `settle` does: no traceback.
     """
-    settings = Settings.from_environment()
+    try:
+        settings = Settings.from_environment()
+    except InvalidSetting as error:
+        for line in str(error).splitlines():
+            print(f"settle: {line}", file=sys.stderr)
+        raise SystemExit(2) from None
     install(settings)
+    for notice in settings.notices:
+        log.warning(notice)
     return create_app(settings)

@@ -39,7 +39,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -49,7 +49,34 @@ if TYPE_CHECKING:
     from api.services.runtime import Runtime
     from api.settings import Settings
 
+EXIT_FAILURE = 1
 EXIT_INPUT = 2
+"""Malformed input, and a setting whose value is not accepted."""
+
+
+def _settings() -> Settings:
+    """This command's settings; what an operator should know about them goes to stderr."""
+    from api.settings import Settings
+
+    settings = Settings.from_environment()
+    for notice in settings.notices:
+        print(f"settle: note: {notice}", file=sys.stderr)
+    return settings
+
+
+def _database_missing(settings: Settings) -> bool:
+    """Only `settle db upgrade` (and the service, in development) may create the SQLite file: any
+    other command that finds none says so, instead of working on a new, empty database.
+    """
+    file = settings.sqlite_file
+    if file is None or file.exists():
+        return False
+    print(
+        f"settle: no database at {file} (DATABASE_URL, relative to SETTLE_HOME={settings.home}); "
+        "`settle db upgrade` creates it",
+        file=sys.stderr,
+    )
+    return True
 
 
 def _read(path: str) -> str:
@@ -82,19 +109,45 @@ def _serve(args: argparse.Namespace) -> int:
     from api.serve import serve
     from api.settings import Settings
 
-    settings = Settings.from_environment()
-    install(settings)  # JSON lines on stderr; each worker's app factory installs the same
+    # the command line's --host, --port and --workers over the environment's (argparse checked them)
+    overrides = {name: getattr(args, name) for name in ("host", "port", "workers") if getattr(args, name) is not None}
+    settings = Settings.from_environment().replace(**overrides)
+    install(settings)  # JSON lines on stderr; each worker's app factory installs the same, and logs the notices
     log = get_logger("settle")
     if settings.development:
         log.warning(
             "development mode: GraphiQL is served, the schema is migrated and demo data loaded on start; "
             "set SETTLE_MODE=production for a real deployment"
         )
-    workers = args.workers if args.workers is not None else settings.workers
-    if workers > 1 and not settings.postgresql:
+    if settings.workers > 1 and not settings.postgresql:
         log.warning("SQLite has one writer: serving with one worker")
-        workers = 1
-    return serve(settings, host=args.host, port=args.port, workers=workers)
+        settings = settings.replace(workers=1)
+    return serve(settings)
+
+
+def _setting(name: str) -> Callable[[str], object]:
+    """An argparse type that checks a command-line value as the setting `name` is checked."""
+
+    def check(text: str) -> object:
+        from api.settings import accepts, setting_value
+
+        try:
+            return setting_value(name, text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {accepts(name)}") from None
+
+    return check
+
+
+def _settings_command(args: argparse.Namespace) -> int:
+    from api.settings import settings_table, values_in_force
+
+    if not args.values:
+        sys.stdout.write(settings_table())
+        return 0
+    for variable, value in values_in_force(_settings()).items():
+        print(f"{variable}={value}")
+    return 0
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -107,9 +160,10 @@ def _schema(args: argparse.Namespace) -> int:
 def _db(args: argparse.Namespace) -> int:
     from api.db import migrate
     from api.db.session import create_engine
-    from api.settings import Settings
 
-    settings = Settings.from_environment()
+    settings = _settings()
+    if args.action != "upgrade" and _database_missing(settings):
+        return EXIT_FAILURE
 
     async def run() -> None:
         engine = create_engine(settings.database_url)
@@ -133,16 +187,16 @@ def _db(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> int:
-
     from adjudication import InputError
     from adjudication.scenario import loads
     from api.db.session import create_engine
     from api.errors import ServiceError
     from api.services.access import SYSTEM
     from api.services.loading import load_document
-    from api.settings import Settings
 
-    settings = Settings.from_environment()
+    settings = _settings()
+    if _database_missing(settings):
+        return EXIT_FAILURE
     try:
         document = loads(_read(args.file))
     except (OSError, InputError) as error:
@@ -193,9 +247,10 @@ def _keys(args: argparse.Namespace) -> int:
     from api.crypto.keyring import KeyringError
     from api.db.session import create_engine, create_sessionmaker
     from api.services import audit
-    from api.settings import Settings
 
-    settings = Settings.from_environment()
+    settings = _settings()
+    if _database_missing(settings):
+        return EXIT_FAILURE
 
     async def run() -> int:
         engine = create_engine(settings.database_url)
@@ -255,11 +310,12 @@ def _audit(args: argparse.Namespace) -> int:
 
     from api.db.session import create_engine
     from api.services import audit_chain, audit_witness, supervision
-    from api.settings import Settings
 
-    settings = Settings.from_environment()
     if args.command == "audit" and args.action == "witness":
-        return _witness(args)
+        return _witness(args)  # a supervisor's client: it reads none of the service's settings
+    settings = _settings()
+    if _database_missing(settings):
+        return EXIT_FAILURE
 
     async def run() -> int:
         engine = create_engine(settings.database_url)
@@ -329,9 +385,8 @@ def _witness(args: argparse.Namespace) -> int:
 
 def _token(args: argparse.Namespace) -> int:
     from api.auth import DevIssuer, Role
-    from api.settings import Settings
 
-    settings = Settings.from_environment()
+    settings = _settings()
     if not settings.development:
         print("settle: the development issuer mints tokens in development mode only", file=sys.stderr)
         return 1
@@ -353,10 +408,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="settle", description="Multi-payer settlement of innovative drugs.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the service")
-    serve.add_argument("--host", help="the address to listen on (SETTLE_HOST, default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="the port to listen on (SETTLE_PORT, default 8000)")
-    serve.add_argument("--workers", type=int, help="worker processes (SETTLE_WORKERS, default 1; PostgreSQL only)")
+    serve.add_argument("--host", type=_setting("host"), help="the address to listen on (over SETTLE_HOST; 127.0.0.1)")
+    serve.add_argument("--port", type=_setting("port"), help="the port to listen on (over SETTLE_PORT; 8000)")
+    serve.add_argument(
+        "--workers", type=_setting("workers"), help="worker processes (over SETTLE_WORKERS; 1; PostgreSQL only beyond)"
+    )
     serve.set_defaults(run=_serve)
+    settings = commands.add_parser("settings", help="every setting: its variable, default, what it accepts")
+    settings.add_argument(
+        "--values", action="store_true", help="the values in force here instead (secrets hidden), after checking them"
+    )
+    settings.set_defaults(run=_settings_command)
     schema = commands.add_parser("schema", help="print the GraphQL SDL")
     schema.set_defaults(run=_schema)
     db = commands.add_parser("db", help="migrate the database")
@@ -410,8 +472,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from api.settings import InvalidSetting
+
     args = build_parser().parse_args(argv)
-    status: int = args.run(args)
+    try:
+        status: int = args.run(args)
+    except InvalidSetting as error:
+        for line in str(error).splitlines():
+            print(f"settle: {line}", file=sys.stderr)
+        return EXIT_INPUT
     return status
 
 

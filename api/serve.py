@@ -69,14 +69,16 @@ class Readiness:
         return None
 
 
-def serve(settings: Settings, *, host: str | None = None, port: int | None = None, workers: int | None = None) -> int:
-    """Run the service until it is stopped (0) or a worker fails (non-zero)."""
-    workers = workers if workers is not None else settings.workers
+def serve(settings: Settings) -> int:
+    """Run the service on `settings.host`, `.port` with `.workers` until it is stopped (0) or a
+    worker fails (non-zero); `settle serve --host --port --workers` have already overridden them.
+    """
+    workers = settings.workers
     config = uvicorn.Config(
         FACTORY,
         factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=settings.host,
+        port=settings.port,
         log_config=None,
         access_log=False,
     )

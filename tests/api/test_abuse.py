@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -55,7 +54,7 @@ async def refusal_rows(database_url: str) -> list[dict[str, Any]]:
 
 
 def unlimited(database_url: str, tokens: Tokens) -> Settings:
-    return replace(settings_for(database_url, tokens), rate_limits=False)
+    return settings_for(database_url, tokens).replace(rate_limits=False)
 
 
 async def test_a_flood_of_bad_tokens_is_one_audit_row_with_its_count_once_the_minute_closes(
@@ -102,7 +101,7 @@ async def test_a_token_past_its_rate_gets_429_with_retry_after_and_recovers_when
     database_url: str, tokens: Tokens
 ) -> None:
     clock = Clock()
-    settings = replace(settings_for(database_url, tokens), rate_token_per_second=0.5, rate_token_burst=3)
+    settings = settings_for(database_url, tokens).replace(rate_token_per_second=0.5, rate_token_burst=3)
     app = create_app(settings, clock=clock)
     cashier, colleague = tokens.hospital, tokens.mint("hospital", HOSPITAL)
     async with started(app), client_at(app, "10.0.0.3") as client:
@@ -132,7 +131,7 @@ async def test_an_address_past_its_rate_is_refused_before_its_tokens_are_checked
     database_url: str, tokens: Tokens
 ) -> None:
     clock = Clock()
-    settings = replace(settings_for(database_url, tokens), rate_source_per_second=1, rate_source_burst=4)
+    settings = settings_for(database_url, tokens).replace(rate_source_per_second=1, rate_source_burst=4)
     app = create_app(settings, clock=clock)
     async with started(app), client_at(app, "10.0.0.4") as busy, client_at(app, "10.0.0.5") as quiet:
         callers = [tokens.mint("hospital", HOSPITAL) for _ in range(3)]
@@ -157,7 +156,7 @@ async def test_an_address_past_its_rate_is_refused_before_its_tokens_are_checked
 
 
 async def test_with_limits_off_nothing_is_limited(database_url: str, tokens: Tokens) -> None:
-    settings = replace(unlimited(database_url, tokens), rate_token_burst=1, rate_source_burst=1)
+    settings = unlimited(database_url, tokens).replace(rate_token_burst=1, rate_source_burst=1)
     app = create_app(settings, clock=Clock())
     async with started(app), client_at(app, "10.0.0.6") as client:
         token = tokens.hospital

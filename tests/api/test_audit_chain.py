@@ -173,13 +173,12 @@ async def test_settle_audit_verify_exits_1_on_a_broken_chain(chain: Chain, backe
 
 
 async def test_the_service_seals_new_entries_within_seconds(databases: Any, tokens: Any) -> None:
-    from dataclasses import replace
 
     from api.app import create_app
     from tests.api.conftest import running, settings_for
 
     url = await databases.fresh("sqlite")
-    settings = replace(settings_for(url, tokens), audit_seal_seconds=0.2)
+    settings = settings_for(url, tokens).replace(audit_seal_seconds=0.2)
     async with running(create_app(settings)) as client:
         cashier = {"authorization": f"Bearer {tokens.hospital}"}
         response = await client.post("/graphql", json={"query": "{ verifyAuditLog { intact } }"}, headers=cashier)

@@ -20,7 +20,6 @@ import json
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -112,7 +111,7 @@ async def eventually(condition: Callable[[], Awaitable[bool]], seconds: float = 
 async def sealing_service(databases: Databases, tokens: Tokens, backend: str) -> AsyncIterator[Service]:
     """The service with its sealer running every 0.1 s, the reference data loaded."""
     url = await databases.fresh(backend)
-    settings = replace(settings_for(url, tokens), audit_seal_seconds=0.1)
+    settings = settings_for(url, tokens).replace(audit_seal_seconds=0.1)
     async with running(create_app(settings)) as client:
         service = Service(client, url, tokens, tokens.hospital)
         assert (await service.load(copy.deepcopy(REFERENCE_DATA)))["__typename"] == "LoadSummary"
@@ -504,11 +503,11 @@ def test_the_file_witness_only_ever_grows_in_sequence(tmp_path: Path) -> None:
 
 async def test_production_refuses_to_seal_without_a_witness_folder(databases: Databases, tokens: Tokens) -> None:
     url = await databases.fresh("sqlite")
-    settings = replace(settings_for(url, tokens, Mode.PRODUCTION), audit_witness_dir=None, audit_seal_seconds=1)
+    settings = settings_for(url, tokens, Mode.PRODUCTION).replace(audit_witness_dir=None, audit_seal_seconds=1)
     with pytest.raises(audit_witness.WitnessError, match="SETTLE_AUDIT_WITNESS_DIR"):
         async with running(create_app(settings)):
             pass
-    explicit = replace(settings, audit_witness_dir="off")
+    explicit = settings.replace(audit_witness_dir="off")
     async with running(create_app(explicit)) as client:
         assert (await client.get("/healthz")).status_code == 200
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -44,7 +43,7 @@ def cashier(service: Service) -> dict[str, str]:
 @pytest.fixture
 async def live(service: Service) -> AsyncIterator[str]:
     """A uvicorn server over the service's database; yields its base URL."""
-    settings = replace(settings_for(service.database_url, service.tokens, Mode.PRODUCTION), key_wait_ms=10_000)
+    settings = settings_for(service.database_url, service.tokens, Mode.PRODUCTION).replace(key_wait_ms=10_000)
     async with serving(create_app(settings)) as url:
         yield url
 

@@ -4,8 +4,6 @@ an answer that may carry personal data.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from api.app import create_app
 from tests.api.conftest import Service, running, settings_for
 from tests.api.tokens import Tokens
@@ -30,7 +28,7 @@ async def test_no_origin_is_allowed_unless_configured(service: Service) -> None:
 async def test_a_configured_origin_gets_its_preflight_answered_without_a_token(
     databases: Databases, tokens: Tokens
 ) -> None:
-    settings = replace(settings_for(await databases.fresh("sqlite"), tokens), cors_origins=(HIS,))
+    settings = settings_for(await databases.fresh("sqlite"), tokens).replace(cors_origins=(HIS,))
     async with running(create_app(settings)) as client:
         preflight = await client.options("/graphql", headers=PREFLIGHT)
         answer = await client.post(

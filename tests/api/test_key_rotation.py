@@ -5,7 +5,6 @@ in batches while cashiers keep settling, retire the old keys, and read every val
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,7 +31,7 @@ async def small_keys_service(database_url: str, tokens: Tokens) -> AsyncIterator
     """The service encrypting one value per data key, so that rewrapping has 10,000 keys to do."""
     from tests.api.documents import REFERENCE_DATA
 
-    settings = dataclasses.replace(settings_for(database_url, tokens), values_per_data_key=1)
+    settings = settings_for(database_url, tokens).replace(values_per_data_key=1)
     async with running(create_app(settings)) as client:
         service = Service(client, database_url, tokens, tokens.hospital)
         document = dict(REFERENCE_DATA)

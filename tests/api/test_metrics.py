@@ -10,7 +10,6 @@ import re
 import secrets
 import subprocess
 import time
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from api.db.session import create_engine, create_sessionmaker
 from api.http.metrics import OTHER, Exposition, ServiceMetrics, Vocabulary
 from api.http.observability import Finished
 from api.services import audit_chain
-from api.settings import Settings
+from api.settings import InvalidSetting, Settings
 from tests.api.conftest import Service, loaded_service, settings_for
 from tests.api.documents import ELSEWHERE, HOSPITAL, PHARMACY, POOLS, SETTLE, claim
 from tests.api.test_serve import free_port, start, stopped, wait_ready  # noqa: F401  # stopped: a fixture
@@ -122,7 +121,7 @@ async def test_pool_balances_are_those_the_api_reads(service: Service) -> None:
 async def test_pools_beyond_the_cap_are_left_out_lowest_balances_first_and_payer_totals_stay_whole(
     database_url: str, tokens: Tokens
 ) -> None:
-    settings = replace(settings_for(database_url, tokens), metrics_pools_max=2)
+    settings = settings_for(database_url, tokens).replace(metrics_pools_max=2)
     async with loaded_service(database_url, tokens, settings=settings) as service:
         found = await scrape(service)
 
@@ -165,7 +164,7 @@ async def test_only_the_scrapers_token_and_administrators_may_read_the_metrics(
     database_url: str, tokens: Tokens
 ) -> None:
     token = metrics_token()
-    settings = replace(settings_for(database_url, tokens), metrics_token=token)
+    settings = settings_for(database_url, tokens).replace(metrics_token=token)
     async with loaded_service(database_url, tokens, settings=settings) as service:
         anonymous = await service.client.get("/metrics")
         guessed = await service.client.get("/metrics", headers={"authorization": f"Bearer {metrics_token()}"})
@@ -194,7 +193,7 @@ async def test_only_the_scrapers_token_and_administrators_may_read_the_metrics(
 async def test_the_scraper_is_not_held_by_the_apis_rate_limits(database_url: str, tokens: Tokens) -> None:
     token = metrics_token()
     limited = {"rate_source_burst": 3, "rate_source_per_second": 0.01}  # three requests, then 429 for minutes
-    settings = replace(settings_for(database_url, tokens), metrics_token=token, **limited)
+    settings = settings_for(database_url, tokens).replace(metrics_token=token, **limited)
     async with loaded_service(database_url, tokens, settings=settings) as service:  # spends 1 on the load
         api = [await service.post("{ __typename }") for _ in range(3)]
         scrapes = [await service.client.get("/metrics", headers={"authorization": f"Bearer {token}"}) for _ in range(5)]
@@ -204,8 +203,9 @@ async def test_the_scraper_is_not_held_by_the_apis_rate_limits(database_url: str
 
 
 def test_a_scrapers_token_too_short_to_be_secret_stops_the_service_at_start() -> None:
-    with pytest.raises(ValueError, match="SETTLE_METRICS_TOKEN must be at least 32 characters"):
+    with pytest.raises(InvalidSetting, match="SETTLE_METRICS_TOKEN .*at least 32 characters") as refused:
         Settings.from_environment({"SETTLE_METRICS_TOKEN": "prometheus"})
+    assert "prometheus" not in str(refused.value)  # a secret, even a bad one, is not echoed
     assert Settings.from_environment({"SETTLE_METRICS_TOKEN": "x" * 32}).metrics_token == "x" * 32
     assert "x" * 32 not in repr(Settings(metrics_token="x" * 32))
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -81,9 +80,8 @@ def manifest(tmp_path: Path) -> Path:
 async def test_trusted_documents_mode_runs_only_the_manifest(
     databases: Databases, tokens: Tokens, manifest: Path
 ) -> None:
-    settings = replace(
-        settings_for(await databases.fresh("sqlite"), tokens, Mode.PRODUCTION), trusted_documents=manifest
-    )
+    production = settings_for(await databases.fresh("sqlite"), tokens, Mode.PRODUCTION)
+    settings = production.replace(trusted_documents=manifest)
     async with running(create_app(settings)) as client:
         client.headers["authorization"] = f"Bearer {tokens.hospital}"
         by_text = (await client.post("/graphql", json={"query": TRUSTED})).json()

@@ -255,7 +255,7 @@ async def test_the_introspection_query_of_graphiql_and_code_generators_is_answer
 
 
 async def test_the_limits_are_settings(database_url: str, tokens: Any) -> None:
-    settings = replace(settings_for(database_url, tokens), query_max_cost=50, query_max_page_size=10)
+    settings = settings_for(database_url, tokens).replace(query_max_cost=50, query_max_page_size=10)
     async with running(create_app(settings)) as client:
         tight = Service(client, database_url, tokens, tokens.hospital)
 

@@ -9,7 +9,6 @@ in Shanghai: "today" is the 16th, and a service that took the UTC date would be 
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -106,7 +105,7 @@ async def test_a_claim_dated_before_the_regions_first_formulary_names_the_formul
 
 
 async def test_the_tolerance_is_a_setting_and_zero_refuses_tomorrow(database_url: str, tokens: Tokens) -> None:
-    settings = dataclasses.replace(settings_for(database_url, tokens), service_date_tolerance_days=0)
+    settings = settings_for(database_url, tokens).replace(service_date_tolerance_days=0)
     async with loaded_service(database_url, tokens, clock_from(SHANGHAI_MIDNIGHT_PAST), settings) as strict:
         today = await submit(strict, SETTLE, "D-STRICT-1", TODAY)
         tomorrow = await submit(strict, SETTLE, "D-STRICT-2", TOMORROW)
