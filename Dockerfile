@@ -48,14 +48,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     SETTLE_MODE=production \
     SETTLE_HOST=0.0.0.0 \
     SETTLE_PORT=8000 \
-    SETTLE_MIGRATIONS=/app/migrations \
-    SETTLE_KEYS_DIR=/app/keys
+    SETTLE_HOME=/app
 RUN groupadd --system --gid 10001 settle \
     && useradd --system --no-log-init --uid 10001 --gid settle --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin settle
 COPY --from=build /opt/venv /opt/venv
 # neither the alembic scripts nor the trusted issuers' public keys are Python packages: they are
-# copied beside the code (owned by root, read-only to the service) and found through
-# SETTLE_MIGRATIONS and SETTLE_KEYS_DIR
+# copied into SETTLE_HOME (owned by root, read-only to the service), where an installed package
+# finds its migrations/ and keys/ (and any relative path of the settings resolves)
 COPY migrations /app/migrations
 COPY keys/issuers /app/keys/issuers
 WORKDIR /app

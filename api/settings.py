@@ -74,6 +74,13 @@ def default_home() -> Path:
     return CHECKOUT or Path.cwd()
 
 
+def _shipped(folder: str) -> Path:
+    """A folder that comes with the code (migrations, the committed issuers' keys): the
+    checkout's, or for an installed package, the folder of that name under SETTLE_HOME.
+    """
+    return CHECKOUT / folder if CHECKOUT else Path(folder)
+
+
 class Mode(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -160,11 +167,19 @@ class Settings(BaseSettings):
         description="`settle serve`'s worker processes (--workers); PostgreSQL only beyond one (SQLite has "
         "one writer). Rate limits and metrics are counted per worker",
     )
-    migrations: Path = Field(default=Path("migrations"), description="the alembic scripts folder")
+    migrations: Path = Field(
+        default_factory=lambda: _shipped("migrations"),
+        description="the alembic scripts folder (shipped with the code, so not under SETTLE_HOME by default)",
+        json_schema_extra={
+            "shown": "the checkout's migrations/ (installed package: SETTLE_HOME/migrations)",
+            "accepts": "a folder holding alembic's env.py (relative: to SETTLE_HOME)",
+        },
+    )
     keys_dir: Path = Field(
-        default=Path("keys"),
+        default_factory=lambda: _shipped("keys"),
         description="trusted token issuers' public keys (issuers/) and, in development, the generated dev/ "
         "issuer and keyring",
+        json_schema_extra={"shown": "the checkout's keys/ (installed package: SETTLE_HOME/keys)"},
     )
 
     # --- tokens and keys ---------------------------------------------------------------------
@@ -332,13 +347,20 @@ class Settings(BaseSettings):
     @classmethod
     def _home_is_absolute(cls, home: Path) -> Path:
         if not home.is_absolute():
-            raise ValueError("an absolute folder")
+            raise ValueError("a relative path")
         return home
 
     @field_validator("env_file", "migrations", "keys_dir", "keyring_dir", "trusted_documents")
     @classmethod
     def _under_home(cls, path: Path | None, info: ValidationInfo) -> Path | None:
         return None if path is None else _resolve(path, info)
+
+    @field_validator("migrations")
+    @classmethod
+    def _alembic_scripts(cls, folder: Path) -> Path:
+        if not (folder / "env.py").is_file():
+            raise ValueError(f"no env.py in {folder}")
+        return folder
 
     @field_validator("audit_witness_dir")
     @classmethod
@@ -418,14 +440,16 @@ class Settings(BaseSettings):
         """
         environ = os.environ if environ is None else environ
         env_file = _env_file(environ)
-        variables = {**_read_env_file(env_file), **environ} if env_file else dict(environ)
+        from_file = _read_env_file(env_file) if env_file else {}
+        variables = {**from_file, **environ}
         if env_file is not None:
             variables["SETTLE_ENV_FILE"] = str(env_file)
         values = _Variables(cls, variables)()
         try:
             settings = cls(**values)
         except ValidationError as error:
-            raise InvalidSetting.of(error, variables) from None
+            where = {name.upper(): f" in {env_file}" for name in from_file if name not in environ}
+            raise InvalidSetting.of(error, variables, where) from None
         settings._notices = _notices(settings, environ, variables)
         return settings
 
@@ -528,7 +552,7 @@ def _read_env_file(path: Path) -> dict[str, str]:
     read = dotenv_values(path, encoding="utf-8")
     for name in ("SETTLE_HOME", "SETTLE_ENV_FILE"):
         if name in read:
-            raise InvalidSetting([(name, "(in " + str(path) + ")", "the environment only, not an env file")])
+            raise InvalidSetting([(name, f" (in {path})", "the environment only, not an env file")])
     return {name: value for name, value in read.items() if value is not None}
 
 
@@ -564,7 +588,10 @@ class InvalidSetting(ValueError):
         )
 
     @classmethod
-    def of(cls, error: ValidationError, variables: Mapping[str, str]) -> InvalidSetting:
+    def of(
+        cls, error: ValidationError, variables: Mapping[str, str], where: Mapping[str, str] | None = None
+    ) -> InvalidSetting:
+        """The problems of `error`, by variable; `where` says which came from the env file."""
         names = variable_names()
         by_variable = {name.upper(): value for name, value in variables.items()}
         problems: list[tuple[str, str, str]] = []
@@ -575,7 +602,10 @@ class InvalidSetting(ValueError):
                 continue
             value = by_variable.get(variable)
             shown = " (value hidden)" if _secret(field) else ("" if value is None else _shown(value))
+            shown += (where or {}).get(variable, "")
             expected = accepts(field) if field in Settings.model_fields else "no such setting"
+            if detail["type"] == "value_error" and not _secret(field):  # our validators say what they found
+                expected += f"; {detail['ctx']['error']}"
             problems.append((variable, shown, expected))
         return cls(problems)
 

@@ -203,7 +203,7 @@ async def test_the_scraper_is_not_held_by_the_apis_rate_limits(database_url: str
 
 
 def test_a_scrapers_token_too_short_to_be_secret_stops_the_service_at_start() -> None:
-    with pytest.raises(InvalidSetting, match="SETTLE_METRICS_TOKEN .*at least 32 characters") as refused:
+    with pytest.raises(InvalidSetting, match=r"SETTLE_METRICS_TOKEN .*at least 32 characters") as refused:
         Settings.from_environment({"SETTLE_METRICS_TOKEN": "prometheus"})
     assert "prometheus" not in str(refused.value)  # a secret, even a bad one, is not echoed
     assert Settings.from_environment({"SETTLE_METRICS_TOKEN": "x" * 32}).metrics_token == "x" * 32
