@@ -24,6 +24,7 @@ from api.crypto.envelope import FieldCipher
 from api.crypto.management import open_keyring
 from api.db import models
 from api.db.migrate import current_revision, head_revision, upgrade
+from api.db.references import VersionCache
 from api.db.session import create_engine, create_sessionmaker
 from api.db.statements import exclusively
 from api.graphql.context import Context
@@ -38,7 +39,6 @@ from api.logs import configure_structlog, describe, get_logger, install
 from api.serve import Readiness
 from api.services import audit, audit_chain, audit_witness
 from api.services.access import SYSTEM
-from api.services.facts import VersionCache
 from api.services.runtime import Runtime
 from api.settings import Settings
 

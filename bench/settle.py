@@ -69,10 +69,10 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from api.db import models
+from api.db.ledger import check_invariants
 from api.db.migrate import upgrade
 from api.db.session import create_engine, create_sessionmaker
 from api.demo import DEMO_HOSPITAL, check_digit, demo_document
-from api.services.ledger import check_invariants
 from api.settings import PROJECT_ROOT
 
 MIGRATIONS = PROJECT_ROOT / "migrations"
@@ -157,7 +157,7 @@ async def migrate(url: str) -> None:
 
 
 async def audit(url: str) -> tuple[int, list[str]]:
-    """The settlements written and the money invariants that do not hold (api.services.ledger)."""
+    """The settlements written and the money invariants that do not hold (api.db.ledger)."""
     engine = create_engine(url)
     try:
         async with create_sessionmaker(engine)() as session:

@@ -1,13 +1,14 @@
+"""Settlements as their readers ask for them: one, by serial, or a page."""
+
 from __future__ import annotations
 
 from typing import Annotated
 
 import strawberry
 
-from api.errors import ServiceError
 from api.graphql.context import Info
 from api.graphql.cost import PAGE_SIZE_DESCRIPTION
-from api.graphql.errors import parse_id, query_error
+from api.graphql.errors import parse_id
 from api.graphql.permissions import ClaimReaders
 from api.graphql.settlements.types import (
     PageInfo,
@@ -52,23 +53,20 @@ class SettlementQueries:
         filter: SettlementFilter | None = None,
     ) -> SettlementConnection | None:
         where = filter or SettlementFilter()
-        try:
-            page = await queries.settlements(
-                info.context.runtime,
-                info.context.principal,
-                queries.SettlementFilter(
-                    institution=where.institution,
-                    payer=where.payer,
-                    service_from=where.service_from,
-                    service_to=where.service_to,
-                    drug=where.drug,
-                    status=None if where.status is None else where.status.value,
-                ),
-                first,
-                after,
-            )
-        except ServiceError as error:
-            raise query_error(error) from None
+        page = await queries.settlements(  # a refused argument (a bad cursor) leaves as a coded field error
+            info.context.runtime,
+            info.context.principal,
+            queries.SettlementFilter(
+                institution=where.institution,
+                payer=where.payer,
+                service_from=where.service_from,
+                service_to=where.service_to,
+                drug=where.drug,
+                status=None if where.status is None else where.status.value,
+            ),
+            first,
+            after,
+        )
         edges = [
             SettlementEdge(cursor=cursor, node=settlement_type(item))
             for item, cursor in zip(page.items, page.cursors, strict=True)
