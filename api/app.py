@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -236,6 +237,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             sealing = (
                 asyncio.create_task(seal_forever(sealer, runtime, settings.audit_seal_seconds)) if sealer else None
             )
+            gc.collect()
+            gc.freeze()  # what start-up built lives as long as the process: no collection need walk it again
             if readiness is not None:
                 readiness.started()
             flusher = asyncio.create_task(refusals.flush_forever(REFUSALS_FLUSH_SECONDS))

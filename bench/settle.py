@@ -569,15 +569,16 @@ def percentile(ordered: Sequence[float], rank: float) -> float:
 # --- CPU and memory (Linux /proc; None elsewhere) ------------------------------------------------
 
 
-def ticks_to_s(stat: str) -> float:
-    """User + system CPU seconds from the text of /proc/PID/stat."""
+def ticks_to_s(stat: str, *, system_only: bool = False) -> float:
+    """User + system CPU seconds (system only, with `system_only`) from the text of /proc/PID/stat."""
     fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[12]) if system_only else int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def process_cpu_s(pid: int) -> float | None:
+def process_cpu_s(pid: int, *, system_only: bool = False) -> float | None:
     try:
-        return ticks_to_s(Path(f"/proc/{pid}/stat").read_text())
+        return ticks_to_s(Path(f"/proc/{pid}/stat").read_text(), system_only=system_only)
     except OSError:
         return None
 
@@ -616,31 +617,44 @@ def peak_rss_mb(pid: int) -> float | None:
 @dataclass(frozen=True, slots=True)
 class CpuSample:
     server: float | None
+    server_system: float | None
     backends: Mapping[int, float]
     client: float
     machine: float | None
 
     @classmethod
     def take(cls, server_pid: int, database: str) -> CpuSample:
-        return cls(process_cpu_s(server_pid), backends_cpu_s(database), time.process_time(), machine_busy_s())
+        return cls(
+            process_cpu_s(server_pid),
+            process_cpu_s(server_pid, system_only=True),
+            backends_cpu_s(database),
+            time.process_time(),
+            machine_busy_s(),
+        )
 
 
 def cpu_ms_per_settlement(before: CpuSample, after: CpuSample, settlements: int) -> dict[str, float | None]:
-    """Where the CPU went, per settlement: the service's process, its PostgreSQL backends (a
-    backend that started during the phase counts whole), this client, and the rest of the
-    machine (loopback networking, PostgreSQL's own background processes, anything else running).
+    """Where the CPU went, per settlement: the service's process (and of it, in the kernel: the
+    loopback's TCP is the sender's), its PostgreSQL backends (a backend that started during the
+    phase counts whole), this client, and the rest of the machine (PostgreSQL's own background
+    processes, anything else running).
     """
 
     def per(seconds: float | None) -> float | None:
         return None if seconds is None else round(seconds / settlements * 1000, 2)
 
     server = None if before.server is None or after.server is None else after.server - before.server
+    kernel = (
+        None
+        if before.server_system is None or after.server_system is None
+        else after.server_system - before.server_system
+    )
     backends = sum(seconds - before.backends.get(pid, 0.0) for pid, seconds in after.backends.items())
     machine = None if before.machine is None or after.machine is None else after.machine - before.machine
     spent = {"server": per(server), "postgresql": per(backends), "client": per(after.client - before.client)}
     known = [value for value in spent.values() if value is not None]
     other = None if machine is None or len(known) < len(spent) else round(per(machine) - sum(known), 2)  # type: ignore[operator]
-    return spent | {"other": other, "machine": per(machine)}
+    return spent | {"server_in_kernel": per(kernel), "other": other, "machine": per(machine)}
 
 
 # --- round trips, counted on the wire ----------------------------------------------------------

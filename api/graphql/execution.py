@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -134,19 +134,21 @@ class Outcome:
 
 
 class _LRU:
-    """A bounded cache of parsed documents and their validation, by document text."""
+    """A bounded cache by document text (parses, validations; names and costs by a key that
+    starts with it).
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.items: OrderedDict[str, Any] = OrderedDict()
+        self.items: OrderedDict[Hashable, Any] = OrderedDict()
 
-    def get(self, key: str) -> Any:
+    def get(self, key: Hashable) -> Any:
         value = self.items.get(key)
         if value is not None:
             self.items.move_to_end(key)
         return value
 
-    def put(self, key: str, value: Any) -> None:
+    def put(self, key: Hashable, value: Any) -> None:
         self.items[key] = value
         self.items.move_to_end(key)
         while len(self.items) > self.size:
@@ -215,6 +217,8 @@ class Executor:
         }
         self.documents = _LRU(CACHE_SIZE)
         self.validations = _LRU(CACHE_SIZE)
+        self.names = _LRU(CACHE_SIZE)
+        self.costs = _LRU(CACHE_SIZE)
         rules: list[type[ASTValidationRule]] = [
             *specified_rules,
             MaybeNullValidationRule,
@@ -238,7 +242,11 @@ class Executor:
             operation = self._operation(document, operation_name)
         except Refused as refusal:
             return Outcome.refused(refusal)
-        name = named_operation(document, operation_name, self.root_fields)
+        name = self.names.get((query, operation_name))
+        if name is None:
+            name = named_operation(document, operation_name, self.root_fields) or ""
+            self.names.put((query, operation_name), name)
+        name = name or None
         try:
             if operation.operation is not OperationType.QUERY and not mutations_allowed:
                 raise Refused(EdgeCode.METHOD_NOT_ALLOWED, "only queries may be sent with GET; use POST", 405)
@@ -247,9 +255,7 @@ class Executor:
                 raise Refused(EdgeCode.INVALID_STRING, f"variables: {problem}")
         except Refused as refusal:
             return Outcome.refused(refusal, name)
-        too_much = cost.refusal(
-            cost.measure(document, self.schema._schema, variables, operation_name), self.limits.query
-        )
+        too_much = self._too_costly(query, document, variables, operation_name)
         if too_much is not None:
             return Outcome([too_much.formatted], executed=False, operation=name)
         errors = self._validate(query, document)
@@ -269,6 +275,24 @@ class Executor:
         if not isinstance(result, ExecutionResult):
             result = await result
         return self._outcome(result, name)
+
+    def _too_costly(
+        self, query: str, document: DocumentNode, variables: Mapping[str, Any] | None, operation_name: str | None
+    ) -> GraphQLError | None:
+        """The refusal of a document that asks too much, or None. A document's cost depends on
+        its variables only through the page sizes they give (top-level scalars; an input object
+        is never one), so it is measured once per document, operation and top-level scalars.
+        """
+        scalars = (str, int, float, type(None))
+        sizes = tuple(sorted((k, v) for k, v in (variables or {}).items() if isinstance(v, scalars)))
+        key = (query, operation_name, sizes)
+        cached = self.costs.get(key)
+        if cached is None:
+            measured = cost.measure(document, self.schema._schema, variables, operation_name)
+            cached = (cost.refusal(measured, self.limits.query),)
+            self.costs.put(key, cached)
+        refusal: GraphQLError | None = cached[0]
+        return refusal
 
     def _parse(self, query: str) -> DocumentNode:
         if len(query) > self.limits.document_chars:
