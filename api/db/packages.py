@@ -121,7 +121,7 @@ class Packages:
         if not wanted:
             return {}
         table = table_of(models.TracePackage)
-        rows = await self.uow.execute(select(*(table.c[c] for c in _COLUMNS)).where(table.c.code.in_(sorted(wanted))))
+        rows = await self.uow.rows(select(*(table.c[c] for c in _COLUMNS)).where(table.c.code.in_(sorted(wanted))))
         found = {row[1]: Package(*row) for row in rows}
         return {
             code: found.get(code) or Package(None, code, drug, units, 0, None) for code, (drug, units) in wanted.items()
@@ -161,8 +161,8 @@ class Packages:
             .order_by(events.c.occurred_at.desc())
             .limit(1)
         )
-        row = (await self.uow.execute(statement)).first()
-        return None if row is None else (row[0], row[1])
+        found = await self.uow.rows(statement)
+        return (found[0][0], found[0][1]) if found else None
 
     def sell(self, packages: Sequence[Package], events: Sequence[TraceEvent], at: datetime) -> None:
         """Stage a sale: the (locked) packages with their units sold now, and its events."""
@@ -195,7 +195,7 @@ class Packages:
         statement = select(packages.c.id, packages.c.code, packages.c.units_sold).where(packages.c.code.in_(codes))
         locked = {
             code: (package_id, units)
-            for package_id, code, units in await self.uow.execute(statement.order_by(packages.c.code).with_for_update())
+            for package_id, code, units in await self.uow.rows(statement.order_by(packages.c.code).with_for_update())
         }
         returned = dict.fromkeys(codes, 0)
         for row in sold:

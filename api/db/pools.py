@@ -57,7 +57,7 @@ class Pools:
         table = table_of(models.PrepaymentPool)
         columns = [table.c[name] for name in _COLUMNS.split(", ")]
         statement = select(*columns).where(table.c.institution_code == institution, table.c.payer_code.in_(payers))
-        rows = await self.uow.execute(statement.order_by(table.c.payer_code))
+        rows = await self.uow.rows(statement.order_by(table.c.payer_code))
         return {row[1]: Pool(*row) for row in rows}
 
     def draw(self, pools: Mapping[str, Pool], funding: Funding) -> None:

@@ -43,7 +43,7 @@ from adjudication.tracecodes import DrugFacts
 from api.crypto.envelope import Place, ValueUnreadable
 from api.crypto.tenants import insurer_tenant
 from api.db import models
-from api.db.base import table_of
+from api.db.base import Base, table_of
 from api.services import audit
 
 if TYPE_CHECKING:
@@ -387,7 +387,7 @@ class References:
         if missing:
             versions = table_of(models.PlanVersion)
             statement = select(versions.c.id, versions.c.definition).where(versions.c.id.in_(missing))
-            for version_id, definition in await self.uow.execute(statement):
+            for version_id, definition in await self.uow.rows(statement):
                 cache.put(version_id, parse_plan(definition, f"plan version {version_id}"))
         plans = []
         for version_id in version_ids:
@@ -397,7 +397,7 @@ class References:
         return tuple(plans)
 
 
-_TABLES: Mapping[str, type[models.Base]] = {
+_TABLES: Mapping[str, type[Base]] = {
     "institutions": models.Institution,
     "people": models.Person,
     "drugs": models.Drug,

@@ -20,7 +20,7 @@ from adjudication.ledger import Posting, Why
 from api.crypto.envelope import DecryptionError, Place
 from api.crypto.tenants import insurer_tenant
 from api.db import models
-from api.db.base import table_of
+from api.db.base import Base, table_of
 from api.db.ledger import entry_rows
 from api.db.writes import Mode, Write
 from api.ids import uuid7
@@ -176,7 +176,7 @@ class Settlements:
         statement = select(entries.c.account, entries.c.amount_fen, entries.c.code).where(
             entries.c.settlement_id == settlement_id
         )
-        return [Posting(account, amount, Why(code)) for account, amount, code in await self.uow.execute(statement)]
+        return [Posting(account, amount, Why(code)) for account, amount, code in await self.uow.rows(statement)]
 
     async def later(self, settlement: Settlement, reader: Reader) -> tuple[list[uuid.UUID], int]:
         """The live settlements of the same person and year settled after this one: the ids of
@@ -257,7 +257,7 @@ async def read(
         return {}, None
     found = [head["id"] for head in heads]
 
-    async def children(model: type[models.Base], order: str) -> dict[uuid.UUID, list[Any]]:
+    async def children(model: type[Base], order: str) -> dict[uuid.UUID, list[Any]]:
         table = table_of(model)
         grouped: dict[uuid.UUID, list[Any]] = {settlement_id: [] for settlement_id in found}
         rows = await execute(select(table).where(table.c.settlement_id.in_(found)).order_by(table.c[order]))

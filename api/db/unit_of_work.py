@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from sqlalchemy import exc as sa
 from sqlalchemy.engine import Result
@@ -55,11 +55,10 @@ from api.db.statements import advisory_key
 from api.db.writes import Write, postgresql_statement
 from api.db.year_totals import YearTotals
 from api.errors import ServiceError
-from api.services import audit
+from api.services import audit as audit_log
+from api.services.audit import AuditRecord
 
 if TYPE_CHECKING:
-    from asyncpg import Connection
-
     from api.services.runtime import Runtime
 
 T = TypeVar("T")
@@ -68,8 +67,8 @@ ATTEMPTS = 3
 """Runs of a work that met a deadlock or a serialization failure, the first included."""
 
 _COLLISIONS = frozenset({"DeadlockDetectedError", "SerializationError"})
-_AUDIT_COLUMNS = ("id", "occurred_at", "token_id", "subject", "role", "org", "action", "target", "outcome")
-_AUDIT_COLUMNS += ("detail", "mac_key_id", "mac")
+_AUDIT_COLUMNS: tuple[str, ...] = ("id", "occurred_at", "token_id", "subject", "role", "org", "action")
+_AUDIT_COLUMNS += ("target", "outcome", "detail", "mac_key_id", "mac")
 _TRY_LOCK = "SELECT pg_try_advisory_xact_lock($1), set_config('plan_cache_mode', 'force_generic_plan', true)"
 """With the key, for the rest of the transaction: each statement planned once per connection.
 The settle path's statements plan alike whatever their values (keys, arrays of a few rows), and
@@ -78,6 +77,12 @@ settlement, measured)."""
 _LOCK = "SELECT pg_advisory_xact_lock($1)"
 _LOCK_TIMEOUT = "SELECT set_config('lock_timeout', $1, true)"
 _NOTHING = "SELECT 1"
+
+
+class Driver(Protocol):
+    """What the unit of work uses of asyncpg's connection (which ships no type information)."""
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]: ...
 
 
 class LockTimeout(Exception):
@@ -114,11 +119,11 @@ class UnitOfWork:
         self.anomalies = Anomalies(self)
         self.references = References(self)
         self._staged: list[Write] = []
-        self._audit: list[audit.AuditRecord] = []
-        self._kept_audit: list[audit.AuditRecord] = []
+        self._audit: list[AuditRecord] = []
+        self._kept_audit: list[AuditRecord] = []
         self._kept_anomalies: list[Anomaly] = []
         self._connection: AsyncConnection | None = None
-        self._driver: Connection | None = None
+        self._driver: Driver | None = None
         self._began = False
 
     # --- what the work hands over ----------------------------------------------------------------
@@ -127,13 +132,11 @@ class UnitOfWork:
         """Rows to write in this transaction: sent with the next statement, or with the commit."""
         self._staged.extend(write for write in writes if write is not None)
 
-    def audit(self, *records: audit.AuditRecord) -> None:
+    def audit(self, *records: AuditRecord) -> None:
         """Audit entries written with this transaction (after it, alone, when it is read-only)."""
         self._audit.extend(records)
 
-    def refuse(
-        self, error: ServiceError, *records: audit.AuditRecord, anomalies: Sequence[Anomaly] = ()
-    ) -> ServiceError:
+    def refuse(self, error: ServiceError, *records: AuditRecord, anomalies: Sequence[Anomaly] = ()) -> ServiceError:
         """The refusal to raise (`raise uow.refuse(...)`): nothing of this transaction is written
         but `records` and `anomalies`, on their own, once it has rolled back.
         """
@@ -196,6 +199,10 @@ class UnitOfWork:
         self._began = True
         return await self.session.execute(statement, parameters)
 
+    async def rows(self, statement: Executable) -> list[tuple[Any, ...]]:
+        """A Core statement's rows, as tuples."""
+        return [tuple(row) for row in await self.execute(statement)]
+
     async def flush(self) -> None:
         """Send the staged writes now, for a statement that must see them."""
         if not self._staged:
@@ -220,7 +227,7 @@ class UnitOfWork:
             await self.flush()
             self.round_trips += 1
             self._began = True
-            await audit.append(self.session, *self._audit)  # numbers them, under SQLite's one writer
+            await audit_log.append(self.session, *self._audit)  # numbers them, under SQLite's one writer
         await self.flush()
         if self._began:
             self.round_trips += 1
@@ -231,10 +238,11 @@ class UnitOfWork:
             self._connection = await self.session.connection()
         return self._connection
 
-    async def _bind_driver(self) -> Connection:
+    async def _bind_driver(self) -> Driver:
         raw = await (await self._session_connection()).get_raw_connection()
-        self._driver = raw.driver_connection
-        assert self._driver is not None
+        driver = raw.driver_connection
+        assert driver is not None, "a pooled connection always has its driver's"
+        self._driver = cast(Driver, driver)
         return self._driver
 
 
@@ -266,7 +274,7 @@ async def run(runtime: Runtime, work: Callable[[UnitOfWork], Awaitable[T]], *, r
     raise AssertionError("the last attempt returns or raises")
 
 
-async def keep(runtime: Runtime, records: Sequence[audit.AuditRecord], anomalies: Sequence[Anomaly]) -> None:
+async def keep(runtime: Runtime, records: Sequence[AuditRecord], anomalies: Sequence[Anomaly]) -> None:
     """Write audit entries and anomalies in a transaction of their own."""
 
     async def work(uow: UnitOfWork) -> None:

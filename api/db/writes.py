@@ -87,7 +87,7 @@ class Write:
         """SQLite (or any database through Core): one executemany."""
         table = self.table
         if self.mode is Mode.UPDATE:
-            values = {column: bindparam(f"new_{column}") for column in self.columns[1:]}
+            values: dict[str, Any] = {column: bindparam(f"new_{column}") for column in self.columns[1:]}
             statement = update(table).where(table.c.id == bindparam("row_id")).values(values)
             parameters = [
                 {"row_id": row[0], **{f"new_{c}": v for c, v in zip(self.columns[1:], row[1:], strict=True)}}

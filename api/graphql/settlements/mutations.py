@@ -9,6 +9,7 @@ import strawberry
 
 from adjudication import ErrorCode, Visit
 from api.errors import ServiceError
+from api.graphql import typed
 from api.graphql.context import Info
 from api.graphql.errors import (
     AlreadyReversed,
@@ -104,19 +105,17 @@ class SettlementMutations:
     (api/graphql/errors.py: ServiceErrors).
     """
 
-    @strawberry.mutation(
-        description="Pre-settlement (预结算): the full split as it would settle now; nothing is written."
-    )
+    @typed.mutation(description="Pre-settlement (预结算): the full split as it would settle now; nothing is written.")
     async def pre_settle(self, info: Info, claim: ClaimInput) -> PreSettleResult:
         context = info.context
         return settlement_type(await settlements.pre_settle(context.runtime, context.principal, _request(info, claim)))
 
-    @strawberry.mutation(description="Settle a claim in real time. Safe to retry with the same serial and body.")
+    @typed.mutation(description="Settle a claim in real time. Safe to retry with the same serial and body.")
     async def settle(self, info: Info, claim: ClaimInput) -> SettleResult:
         context = info.context
         return settlement_type(await settlements.settle(context.runtime, context.principal, _request(info, claim)))
 
-    @strawberry.mutation(description="Reverse a settlement in full (冲正/退费), by id or by the institution's serial.")
+    @typed.mutation(description="Reverse a settlement in full (冲正/退费), by id or by the institution's serial.")
     async def reverse_settlement(self, info: Info, input: ReversalInput) -> ReverseResult:
         context = info.context
         settlement_id = None

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import strawberry
 
+from api.graphql import typed
 from api.graphql.context import Info
 from api.graphql.cost import PAGE_SIZE_DESCRIPTION
 from api.graphql.errors import parse_id
@@ -23,7 +24,7 @@ from api.services import queries
 
 @strawberry.type
 class SettlementQueries:
-    @strawberry.field(
+    @typed.field(
         description="A settlement (a settled claim) with its lines, split and explanation of benefits.",
         permission_classes=[ClaimReaders],
     )
@@ -34,7 +35,7 @@ class SettlementQueries:
         found = await queries.settlement(info.context.runtime, info.context.principal, settlement_id)
         return None if found is None else settlement_type(found)
 
-    @strawberry.field(
+    @typed.field(
         description="Did this serial settle? For a cashier whose call timed out.", permission_classes=[ClaimReaders]
     )
     async def settlement_by_serial(self, info: Info, institution: str, serial: str) -> Settlement | None:
@@ -42,7 +43,7 @@ class SettlementQueries:
         found = await queries.settlement_by_serial(context.runtime, context.principal, institution, serial)
         return None if found is None else settlement_type(found)
 
-    @strawberry.field(
+    @typed.field(
         description="Settlements, newest first, with Relay-style cursor pagination.", permission_classes=[ClaimReaders]
     )
     async def settlements(

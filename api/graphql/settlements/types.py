@@ -13,6 +13,7 @@ import strawberry
 
 from adjudication import Reason as EngineReason
 from adjudication import ReasonCode, Visit
+from api.graphql import typed
 from api.graphql.confidential import ConfidentialAmount
 from api.graphql.scalars import Yuan
 from api.settlement import FundShare as FundShareValue
@@ -98,7 +99,7 @@ class Rebate:
     )
     value: strawberry.Private[RebateValue]
 
-    @strawberry.field(
+    @typed.field(
         description="Clear for its insurer and price auditors, MASKED for everyone else; null when not computable. "
         "A rebate whose key was destroyed answers KEY_DESTROYED on this field alone."
     )
