@@ -43,6 +43,14 @@ class Reader:
     actor: audit.Actor
 
 
+_SAME_NAMES = (
+    "region", "serial", "request_hash", "person_id", "service_date", "year", "drg_group", "prescribing_hospital",
+    "formulary_version_id", "settled_at", "reversed_at", "reversal_reason", "total_fen", "in_scope_fen",
+    "self_pay_first_fen", "above_standard_fen", "out_of_scope_fen", "patient_fen",
+)  # fmt: skip
+"""A settlement's fields stored under their own names in `settlements`."""
+
+
 class Settlements:
     def __init__(self, uow: UnitOfWork) -> None:
         self.uow = uow
@@ -53,30 +61,12 @@ class Settlements:
         follows with `fund`, once the pools are locked.
         """
         s = settlement
-        row = {
+        row = {name: getattr(s, name) for name in _SAME_NAMES} | {
             "id": s.id,
             "institution_code": s.institution,
-            "region": s.region,
-            "serial": s.serial,
-            "request_hash": s.request_hash,
-            "person_id": s.person_id,
-            "service_date": s.service_date,
-            "year": s.year,
             "visit": s.visit.value,
             "diagnoses": list(s.diagnoses),
-            "drg_group": s.drg_group,
-            "prescribing_hospital": s.prescribing_hospital,
-            "formulary_version_id": s.formulary_version_id,
             "status": s.status.value,
-            "total_fen": s.total_fen,
-            "in_scope_fen": s.in_scope_fen,
-            "self_pay_first_fen": s.self_pay_first_fen,
-            "above_standard_fen": s.above_standard_fen,
-            "out_of_scope_fen": s.out_of_scope_fen,
-            "patient_fen": s.patient_fen,
-            "settled_at": s.settled_at,
-            "reversed_at": None,
-            "reversal_reason": None,
         }
         payments = [
             {
@@ -282,30 +272,13 @@ async def read(
         for rebate in rebates[settlement_id]:
             kept.append(await _stored_rebate(rebate, decrypt, reader, decrypted))
         shown[settlement_id] = Settlement(
+            **{name: head[name] for name in _SAME_NAMES},
             id=settlement_id,
             institution=head["institution_code"],
-            region=head["region"],
-            serial=head["serial"],
-            request_hash=head["request_hash"],
             person=head["psn_no"],
-            person_id=head["person_id"],
-            service_date=head["service_date"],
-            year=head["year"],
             visit=Visit(head["visit"]),
             diagnoses=tuple(head["diagnoses"]),
-            drg_group=head["drg_group"],
-            prescribing_hospital=head["prescribing_hospital"],
-            formulary_version_id=head["formulary_version_id"],
             status=SettlementStatus(head["status"]),
-            settled_at=head["settled_at"],
-            reversed_at=head["reversed_at"],
-            reversal_reason=head["reversal_reason"],
-            total_fen=head["total_fen"],
-            in_scope_fen=head["in_scope_fen"],
-            self_pay_first_fen=head["self_pay_first_fen"],
-            above_standard_fen=head["above_standard_fen"],
-            out_of_scope_fen=head["out_of_scope_fen"],
-            patient_fen=head["patient_fen"],
             funds=tuple(
                 FundShare(
                     payer["plan_code"],

@@ -25,7 +25,6 @@ from adjudication import (
     ErrorCode,
     InputError,
     Institution,
-    InstitutionKind,
     Visit,
     adjudicate,
     check_service_date,
@@ -43,7 +42,7 @@ from api.db.year_totals import PersonYear
 from api.errors import ServiceError
 from api.ids import uuid7
 from api.services import access, audit
-from api.services.requests import ClaimRequest, fits, text
+from api.services.requests import ClaimRequest, fits, named_in, text
 from api.services.runtime import Runtime, local_date
 from api.services.tracing import Dispensing, Oversold, Sale, check_codes, refused_sale, take_units
 from api.settlement import Settlement, SettlementStatus
@@ -82,7 +81,7 @@ async def pre_settle(runtime: Runtime, principal: Principal, request: ClaimReque
         _check_service_date(runtime, request, now)
         claim = request.claim()
         references = await uow.references.for_claim(claim, request.institution, request.person)
-        institution, person, version = _required(request, references)
+        institution, person, version = named_in(request, references)
         year = await uow.year_totals.read(person.id, request.year, *_year_keys(references, claim))
         result = await _split(uow, claim, references, institution, person, version, year, prices=False)
         settlement = _decided(request, references, result, None, institution, person, version)
@@ -118,7 +117,7 @@ async def settle(runtime: Runtime, principal: Principal, request: ClaimRequest) 
         replayed = await _replay(uow, principal, request, references.serial)
         if replayed is not None:
             return replayed
-        institution, person, version = _required(request, references)
+        institution, person, version = named_in(request, references)
         year = await uow.year_totals.lock(person.id, request.year, *_year_keys(references, claim))
         result = await _split(uow, claim, references, institution, person, version, year, prices=True)
         settlement = _decided(request, references, result, now, institution, person, version)
@@ -284,45 +283,6 @@ async def _replay(
             {"settlementId": str(serial.settlement_id)},
         )
     return (await uow.settlements.read([serial.settlement_id], reader(principal)))[serial.settlement_id]
-
-
-def _required(request: ClaimRequest, found: ClaimReferences) -> tuple[Institution, InsuredPerson, FormularyVersion]:
-    """What a claim must name to be adjudicated at all, in the order a cashier fixes it."""
-    if found.institution is None:
-        raise ServiceError(ErrorCode.NOT_FOUND, f"no institution {request.institution}", "claim.institution")
-    if found.person is None:
-        raise ServiceError(ErrorCode.NOT_FOUND, f"no insured person {request.person}", "claim.person")
-    for index, line in enumerate(request.lines):
-        if line.drug not in found.drugs:
-            raise ServiceError(
-                ErrorCode.UNKNOWN_DRUG, f"no drug {line.drug} is registered", f"claim.lines[{index}].drug"
-            )
-    region, on = found.institution.region, request.service_date
-    if found.formulary is None:
-        _refuse_before_rules(found.formulary_from, "formulary", region, request)
-        raise ServiceError(
-            ErrorCode.NO_FORMULARY, f"no formulary of region {region} is in force on {on}", "claim.serviceDate"
-        )
-    if not found.plans:
-        _refuse_before_rules(found.plans_from, "plan", found.person.patient.region, request)
-    if request.visit is Visit.PHARMACY and found.institution.kind is not InstitutionKind.PHARMACY:
-        raise ServiceError(ErrorCode.VISIT_MISMATCH, "only a pharmacy submits pharmacy claims", "claim.visit")
-    return found.institution, found.person, found.formulary
-
-
-def _refuse_before_rules(earliest: object, what: str, region: str, request: ClaimRequest) -> None:
-    """No version is in force on the service date: if the region has versions at all, they all
-    begin after it, and the claim predates every rule it could be adjudicated on. (The floor is
-    the region's own: the formulary's of the institution's region, the plans' of the person's.)
-    A region with no versions at all is not a question of date (NO_FORMULARY, NOT_ELIGIBLE).
-    """
-    if earliest is not None:
-        raise ServiceError(
-            ErrorCode.SERVICE_DATE_BEFORE_RULES,
-            f"the service date {request.service_date.isoformat()} is before the first {what} of region {region}, "
-            f"in force from {earliest}: check the date; no rule held here applies to a claim that old",
-            "claim.serviceDate",
-        )
 
 
 def _year_keys(references: ClaimReferences, claim: Claim) -> tuple[list[str], list[str]]:
