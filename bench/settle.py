@@ -14,8 +14,9 @@ average) with one traceability code per package, each under its own serial, as i
 cashier. In one run, after a warm-up: N claims with 1 client, N with 16 clients (`--clients`), and
 N with 16 clients all at one institution, whose pools every settlement then queues on; then the
 database round trips and statements of a settlement, counted on the wire (a proxy between a second
-instance of the service and PostgreSQL, sealer off, one client); then pgbench TPC-B with 16
-clients on a scratch database of the same server.
+instance of the service and PostgreSQL, sealer off, one client). pgbench TPC-B with 16 clients runs
+on a scratch database of the same server just before the settle phases and just after: their mean
+is the yardstick (on a shared box, conditions drift within a run).
 
 CPU per settlement (Linux /proc): the service's process; PostgreSQL's backends connected to the
 benchmark's database (not the server's other processes, nor other databases' sessions: others may
@@ -930,19 +931,11 @@ def measure(arguments: argparse.Namespace, created: list[str], run_id: str) -> d
     return figures
 
 
-def compare_pgbench(arguments: argparse.Namespace, created: list[str], run_id: str) -> dict[str, Any]:
-    database = f"settle_bench_{run_id}_pgbench"
+def compare_pgbench(arguments: argparse.Namespace, created: list[str], run_id: str, when: str) -> float:
+    """pgbench's TPC-B tps, on a scratch database made for this measure (`when`: before, after)."""
+    database = f"settle_bench_{run_id}_pgbench_{when}"
     create_database(database, created)
-    seconds, scale = arguments.pgbench_seconds, arguments.pgbench_scale
-    tps = pgbench(database, PGBENCH_CLIENTS, seconds, scale)
-    return {
-        "script": "tpcb-like",
-        "scale": scale,
-        "clients": PGBENCH_CLIENTS,
-        "threads": 2,
-        "seconds": seconds,
-        "tps": round(tps, 1),
-    }
+    return pgbench(database, PGBENCH_CLIENTS, arguments.pgbench_seconds, arguments.pgbench_scale)
 
 
 def machine() -> dict[str, Any]:
@@ -1022,9 +1015,22 @@ def main() -> int:
     created: list[str] = []
     load_before = round(os.getloadavg()[0], 2)  # anything else running skews the figures: say so
     try:
+        # pgbench just before and just after the settle phases: on a shared box, the two sit in
+        # the same conditions as the phases between them, and their mean is the yardstick
+        before = compare_pgbench(arguments, created, run_id, "before") if arguments.pgbench else None
         figures = measure(arguments, created, run_id)
-        if arguments.pgbench:
-            figures["pgbench"] = compare_pgbench(arguments, created, run_id)
+        if before is not None:
+            after = compare_pgbench(arguments, created, run_id, "after")
+            figures["pgbench"] = {
+                "script": "tpcb-like",
+                "scale": arguments.pgbench_scale,
+                "clients": PGBENCH_CLIENTS,
+                "threads": 2,
+                "seconds": arguments.pgbench_seconds,
+                "tps_before": round(before, 1),
+                "tps_after": round(after, 1),
+                "tps": round((before + after) / 2, 1),
+            }
             many = max(figures["phases"], key=lambda p: p["clients"])
             figures["settle_per_pgbench_tps"] = round(many["settlements_per_second"] / figures["pgbench"]["tps"], 3)
     finally:
