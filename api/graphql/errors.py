@@ -11,7 +11,6 @@ import uuid
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
 from strawberry.types.field import StrawberryField
 
 from adjudication import ErrorCode as DomainErrorCode
@@ -95,13 +94,6 @@ def parse_id(value: strawberry.ID) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except ValueError:
         return None
-
-
-def query_error(error: ServiceError) -> GraphQLError:
-    """A query has no error union: a refused query argument (a bad cursor, a bad filter) is a
-    GraphQL error carrying the same stable code.
-    """
-    return GraphQLError(f"{error.field}: {error.message}", extensions={"code": error.code.value})
 
 
 def error_from(error: ServiceError) -> Error:
