@@ -1,6 +1,14 @@
 """Prepayment pools (预付金): what each payer has advanced to an institution, drawn down by the
-claims settled there. Locked last of all (the unit of work's lock order) and written with the
-commit: a pool is shared by every claim at its institution.
+claims settled there. Locked last of all (the unit of work's lock order), for as short a time as
+can be: a pool is shared by every claim at its institution.
+
+Where every payer's share is within its pool's balance as read (the claim's references read the
+institution's pools, without a lock), the draws need no exact balance: `fund` draws each share
+whole whatever the balance above it. So they are made by the transaction's last statement
+(`draw_at_commit`), which locks each pool and draws on it only if it still holds the share; the
+pool is held from there to the commit alone. If one no longer does, the unit of work runs the
+work again, and then the pools are locked first and funded on their exact balances (`lock`,
+`draw`), as they are for a reversal and wherever a share exceeds what a pool held when read.
 """
 
 from __future__ import annotations
@@ -21,6 +29,15 @@ if TYPE_CHECKING:
     from api.db.unit_of_work import UnitOfWork
 
 _COLUMNS = "id, payer_code, granted_fen, drawn_fen, returned_fen, balance_fen"
+_DRAW_IF_COVERED = """WITH locked AS (
+  SELECT id FROM prepayment_pools WHERE id = ANY($1::uuid[]) ORDER BY payer_code FOR UPDATE
+), drawn AS (
+  UPDATE prepayment_pools AS p SET drawn_fen = p.drawn_fen + v.drawn, balance_fen = p.balance_fen - v.drawn
+  FROM unnest($1::uuid[], $2::int8[]) AS v(id, drawn)
+  WHERE p.id = v.id AND p.id IN (SELECT id FROM locked) AND p.balance_fen >= v.drawn
+  RETURNING p.id)
+SELECT count(*) FROM drawn"""
+"""The pools locked in payer order (as `lock` does), then drawn on where they still hold the draw."""
 _LOCK = f"""SELECT {_COLUMNS} FROM prepayment_pools
 WHERE institution_code = $1 AND payer_code = ANY($2::text[]) ORDER BY payer_code FOR UPDATE"""
 
@@ -59,6 +76,20 @@ class Pools:
         statement = select(*columns).where(table.c.institution_code == institution, table.c.payer_code.in_(payers))
         rows = await self.uow.rows(statement.order_by(table.c.payer_code))
         return {row[1]: Pool(*row) for row in rows}
+
+    @staticmethod
+    def cover(pools: Mapping[str, Pool], shares: Mapping[str, int]) -> bool:
+        """Whether each payer's share is within its pool's balance (as read)."""
+        return all(payer in pools and pools[payer].balance_fen >= share for payer, share in shares.items() if share)
+
+    def draw_at_commit(self, pools: Mapping[str, Pool], funding: Funding) -> None:
+        """The draws of a funding whose every share was covered, made by the last statement
+        before the commit, each only if its pool still covers it (see the module's docstring).
+        """
+        draws = [(pools[draw.payer].id, draw.drawn_fen) for draw in funding.draws if draw.drawn_fen]
+        if draws:
+            ids, amounts = [pool_id for pool_id, _ in draws], [amount for _, amount in draws]
+            self.uow.end_with(_DRAW_IF_COVERED, ids, amounts, expect=len(draws))
 
     def draw(self, pools: Mapping[str, Pool], funding: Funding) -> None:
         """Stage each payer's draw from its (locked) pool."""

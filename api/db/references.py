@@ -44,6 +44,7 @@ from api.crypto.envelope import Place, ValueUnreadable
 from api.crypto.tenants import insurer_tenant
 from api.db import models
 from api.db.base import Base, table_of
+from api.db.pools import Pool
 from api.services import audit
 
 if TYPE_CHECKING:
@@ -72,7 +73,9 @@ _FOR_CLAIM = """SELECT
     WHERE institution_code = $1 AND drug_code = ANY($3::text[])),
   ARRAY(SELECT ROW(prescription_id, person_id, drugs) FROM prescriptions WHERE prescription_id = ANY($5::text[])),
   (SELECT ROW(id, request_hash) FROM settlements WHERE institution_code = $1 AND serial = $6),
-  EXISTS (SELECT FROM voided_serials WHERE institution_code = $1 AND serial = $6)"""
+  EXISTS (SELECT FROM voided_serials WHERE institution_code = $1 AND serial = $6),
+  ARRAY(SELECT ROW(id, payer_code, granted_fen, drawn_fen, returned_fen, balance_fen) FROM prepayment_pools
+    WHERE institution_code = $1)"""
 
 
 class LRU(Generic[K, V]):
@@ -188,6 +191,9 @@ class ClaimReferences:
     policies: Mapping[str, TracePolicy]
     prescriptions: Mapping[str, Prescription]
     serial: SerialHistory
+    pools: Mapping[str, Pool]
+    """The institution's prepayment pools by payer, as read: not locked (api/db/pools.py says when
+    that is enough)."""
 
 
 class References:
@@ -215,6 +221,7 @@ class References:
             issued,
             settled,
             voided,
+            pool_rows,
         ) = found
         return ClaimReferences(
             institution=None if place is None else Institution(place[0], InstitutionKind(place[1]), place[2], place[3]),
@@ -227,6 +234,7 @@ class References:
             policies={drug: TracePolicy(invalid, no_code) for drug, invalid, no_code in policy_rows},
             prescriptions={rx: Prescription(pid, frozenset(rx_drugs)) for rx, pid, rx_drugs in issued},
             serial=SerialHistory(settled[0], settled[1], voided) if settled else SerialHistory(voided=voided),
+            pools={row[1]: Pool(*row) for row in pool_rows},
         )
 
     async def formulary_for_claim(
@@ -285,7 +293,7 @@ class References:
         tables = {name: table_of(model) for name, model in _TABLES.items()}
         i, p, d = tables["institutions"], tables["people"], tables["drugs"]
         fv, pv, tp, rx = tables["formularies"], tables["plans"], tables["policies"], tables["prescriptions"]
-        s, v = tables["settlements"], tables["voided"]
+        s, v, pp = tables["settlements"], tables["voided"], tables["pools"]
 
         async def one(statement: Any) -> Any:
             row = (await self.uow.execute(statement)).first()
@@ -337,6 +345,11 @@ class References:
                 select(s.c.id, s.c.request_hash).where(s.c.institution_code == institution, s.c.serial == serial)
             ),
             await one(select(v.c.id).where(v.c.institution_code == institution, v.c.serial == serial)) is not None,
+            await many(
+                select(
+                    pp.c.id, pp.c.payer_code, pp.c.granted_fen, pp.c.drawn_fen, pp.c.returned_fen, pp.c.balance_fen
+                ).where(pp.c.institution_code == institution)
+            ),
         ]
 
     async def _formulary(self, version_id: uuid.UUID, self_pay_first_ratio: int) -> FormularyVersion:
@@ -407,6 +420,7 @@ _TABLES: Mapping[str, type[Base]] = {
     "prescriptions": models.Prescription,
     "settlements": models.Settlement,
     "voided": models.VoidedSerial,
+    "pools": models.PrepaymentPool,
 }
 
 

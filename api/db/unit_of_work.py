@@ -14,11 +14,12 @@ each other in a cycle:
     3. the traceability packages of the claim's codes, code by code
     4. last, the prepayment pools drawn on (or returned to), payer by payer: a pool is shared by
        every claim at its institution, so it is held only for the draw, the payers' shares, the
-       ledger entries and the commit.
+       ledger entries and the commit (often by the last statement alone: api/db/pools.py).
 
 On PostgreSQL these are row locks taken under READ COMMITTED (rows created when missing, in key
 order); a deadlock or a serialization failure all the same makes `run` roll back and run the
-whole work again, up to `ATTEMPTS` times. On SQLite every write transaction holds the database's
+whole work again, up to `ATTEMPTS` times (so does a last statement that finds the database moved
+from what the work read: `end_with`). On SQLite every write transaction holds the database's
 lock from its first statement (BEGIN IMMEDIATE), which orders everything.
 
 Round trips. On PostgreSQL the settle path's statements are SQL text run on the session's own
@@ -66,7 +67,7 @@ T = TypeVar("T")
 ATTEMPTS = 3
 """Runs of a work that met a deadlock or a serialization failure, the first included."""
 
-_COLLISIONS = frozenset({"DeadlockDetectedError", "SerializationError"})
+_COLLISIONS = frozenset({"DeadlockDetectedError", "SerializationError", "Moved"})
 _AUDIT_COLUMNS: tuple[str, ...] = ("id", "occurred_at", "token_id", "subject", "role", "org", "action")
 _AUDIT_COLUMNS += ("target", "outcome", "detail", "mac_key_id", "mac")
 _TRY_LOCK = "SELECT pg_try_advisory_xact_lock($1), set_config('plan_cache_mode', 'force_generic_plan', true)"
@@ -89,6 +90,12 @@ class LockTimeout(Exception):
     """Another transaction held the key for longer than the wait allowed."""
 
 
+class Moved(Exception):
+    """The last statement found the database moved from what the work read (`end_with`): the
+    work runs again, as after a deadlock.
+    """
+
+
 @dataclass(slots=True)
 class RoundTrips:
     """How many round trips units of work made: the last one's, and in all."""
@@ -106,8 +113,10 @@ class RoundTrips:
 class UnitOfWork:
     """One transaction: its session, its repositories, its staged writes and audit entries."""
 
-    def __init__(self, runtime: Runtime, session: AsyncSession, *, read_only: bool = False) -> None:
+    def __init__(self, runtime: Runtime, session: AsyncSession, *, read_only: bool = False, attempt: int = 1) -> None:
         self.runtime = runtime
+        self.attempt = attempt
+        """1, or more when the work runs again after a collision."""
         self.session = session
         self.read_only = read_only
         self.postgresql = session.get_bind().dialect.name == "postgresql"
@@ -125,12 +134,19 @@ class UnitOfWork:
         self._connection: AsyncConnection | None = None
         self._driver: Driver | None = None
         self._began = False
+        self._last: tuple[str, tuple[Any, ...], int] | None = None
 
     # --- what the work hands over ----------------------------------------------------------------
 
     def stage(self, *writes: Write | None) -> None:
         """Rows to write in this transaction: sent with the next statement, or with the commit."""
         self._staged.extend(write for write in writes if write is not None)
+
+    def end_with(self, sql: str, *args: Any, expect: int) -> None:
+        """PostgreSQL: send `sql`, the staged writes riding along, as the last statement before
+        the commit; its one value must be `expect`, or the work runs again (`Moved`).
+        """
+        self._last = (sql, args, expect)
 
     def audit(self, *records: AuditRecord) -> None:
         """Audit entries written with this transaction (after it, alone, when it is read-only)."""
@@ -228,6 +244,11 @@ class UnitOfWork:
             self.round_trips += 1
             self._began = True
             await audit_log.append(self.session, *self._audit)  # numbers them, under SQLite's one writer
+        if self._last is not None:
+            sql, args, expect = self._last
+            ((value,),) = await self.fetch(sql, *args)
+            if value != expect:
+                raise Moved
         await self.flush()
         if self._began:
             self.round_trips += 1
@@ -253,7 +274,7 @@ async def run(runtime: Runtime, work: Callable[[UnitOfWork], Awaitable[T]], *, r
     for attempt in range(1, ATTEMPTS + 1):
         refusal: ServiceError | None = None
         async with runtime.sessions() as session:
-            uow = UnitOfWork(runtime, session, read_only=read_only)
+            uow = UnitOfWork(runtime, session, read_only=read_only, attempt=attempt)
             try:
                 result = await work(uow)
                 await uow._commit()

@@ -93,9 +93,9 @@ async def pre_settle(runtime: Runtime, principal: Principal, request: ClaimReque
         if isinstance(sale, Oversold):
             error, _ = refused_sale(sale, await uow.packages.last_sale(sale.code), _drug(claim, sale), dispensing)
             raise error
-        shares = shares_by_payer(settlement.shares)
-        pools = await uow.pools.read(request.institution, [payer for payer, share in shares.items() if share])
-        funding = fund(shares, {payer: pool.balance_fen for payer, pool in pools.items()})
+        funding = fund(
+            shares_by_payer(settlement.shares), {payer: pool.balance_fen for payer, pool in references.pools.items()}
+        )
         return replace(settlement.funded(funding), rebates=())
 
     return await run(runtime, work, read_only=True)
@@ -138,10 +138,14 @@ async def settle(runtime: Runtime, principal: Principal, request: ClaimRequest) 
             raise uow.refuse(error, anomalies=[anomaly])
         _sell(uow, sale, now)
         shares = shares_by_payer(settlement.shares)
-        pools = await uow.pools.lock(request.institution, [payer for payer, share in shares.items() if share])
-        funding = fund(shares, {payer: pool.balance_fen for payer, pool in pools.items()})
+        if uow.postgresql and uow.attempt == 1 and uow.pools.cover(references.pools, shares):
+            funding = fund(shares, {payer: pool.balance_fen for payer, pool in references.pools.items()})
+            uow.pools.draw_at_commit(references.pools, funding)  # pools locked by the commit's statement
+        else:
+            pools = await uow.pools.lock(request.institution, [payer for payer, share in shares.items() if share])
+            funding = fund(shares, {payer: pool.balance_fen for payer, pool in pools.items()})
+            uow.pools.draw(pools, funding)
         settlement = settlement.funded(funding)
-        uow.pools.draw(pools, funding)
         uow.settlements.fund(
             settlement, settlement_postings(request.institution, person.psn_no, result.patient, funding)
         )
