@@ -1,5 +1,6 @@
 """The unit of work under the settle path: what a settlement costs in round trips, that it reads
-back as the very value it settled as, and that concurrent claims of one person never deadlock.
+back as the very value it settled as, that concurrent claims of one person never deadlock, and
+that a pool drawn down between a claim's read and its commit funds the claim on its locked balance.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from api.auth import Principal, Role
 from api.crypto.envelope import FieldCipher
 from api.crypto.keyring import FileKeyring
 from api.crypto.suites import Suite
+from api.db.pools import Pools
 from api.db.references import VersionCache
 from api.db.session import create_engine, create_sessionmaker
+from api.db.unit_of_work import UnitOfWork
 from api.services import audit, queries, settlement
 from api.services.requests import LineInput, claim_request
 from api.services.runtime import Runtime
@@ -31,8 +34,10 @@ from tests.api.documents import (
     GENERIC_A,
     HOSPITAL,
     MEMBER,
+    POOLS,
     RESIDENT,
     SETTLE,
+    SMALL_HOSPITAL,
     TRASTUZUMAB,
     claim,
     codes,
@@ -131,3 +136,60 @@ async def test_first_of_year_claims_of_one_person_settled_at_once_never_deadlock
     for person in people:
         totals = (await service.graphql(ACCUMULATORS, {"psn": person, "year": 2026}))["person"]
         assert {units["drug"]: units["units"] for units in totals["unitsReceived"]} == {TRASTUZUMAB: 2, GENERIC_A: 20}
+
+
+async def test_a_pool_drawn_down_between_the_read_and_the_commit_is_funded_again_on_its_locked_balance(
+    service: Service, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first claim reads a pool that covers its share; before its last statement draws, a
+    second claim at the same institution settles and leaves less than that share: the first
+    runs again on the locked pool, draws what is left and owes the rest.
+    """
+    if backend != "postgresql":
+        pytest.skip("on SQLite the pools are read under the database's one lock")
+    cashier = Principal("cashier", Role.HOSPITAL, SMALL_HOSPITAL, frozenset(), frozenset(), "small-token", "test")
+
+    def basic_claim(serial: str, person: str) -> Any:
+        return claim_request(
+            institution=SMALL_HOSPITAL,
+            serial=serial,
+            person=person,
+            service_date=date(2026, 3, 15),
+            visit=Visit.OUTPATIENT,
+            diagnoses=["I10"],
+            lines=[LineInput(GENERIC_A, 20, "250.00", [])],
+        )
+
+    await service.load({"trace_policies": [{"institution": SMALL_HOSPITAL, "drug": GENERIC_A, "no_code_stock": True}]})
+    async with runtime_of(service) as runtime:
+        first, second = basic_claim("MOVED-1", EMPLOYEE), basic_claim("MOVED-2", RESIDENT)
+        share_of_first = sum(f.amount_fen for f in (await settlement.pre_settle(runtime, cashier, first)).funds)
+        share_of_second = sum(f.amount_fen for f in (await settlement.pre_settle(runtime, cashier, second)).funds)
+        granted = share_of_first + share_of_second - 100  # covers either alone, not both: 1.00 short
+        grant = {"reference": "G-MOVED", "payer": "NHSA-310100", "institution": SMALL_HOSPITAL}
+        await service.load({"grants": [grant | {"amount": f"{granted // 100}.{granted % 100:02d}"}]})
+        draw_at_commit, commit = Pools.draw_at_commit, UnitOfWork._commit
+        meanwhile: list[asyncio.Future[Any]] = []
+
+        def the_second_starts(self: Pools, pools: Any, funding: Any) -> None:
+            if not meanwhile:
+                meanwhile.append(asyncio.ensure_future(settlement.settle(runtime, cashier, second)))
+            draw_at_commit(self, pools, funding)
+
+        async def and_settles_first(self: UnitOfWork) -> None:
+            if meanwhile and meanwhile[0] is not asyncio.current_task() and not meanwhile[0].done():
+                await meanwhile[0]
+            await commit(self)
+
+        monkeypatch.setattr(Pools, "draw_at_commit", the_second_starts)
+        monkeypatch.setattr(UnitOfWork, "_commit", and_settles_first)
+        settled_first = await settlement.settle(runtime, cashier, first)
+
+    assert meanwhile[0].result().serial == "MOVED-2"
+    funded = [fund for fund in settled_first.funds if fund.amount_fen]
+    assert [fund.payer for fund in funded] == ["NHSA-310100"]
+    assert (funded[0].drawn_fen, funded[0].receivable_fen) == (granted - share_of_second, 100)
+    pools = (await service.as_(service.tokens.admin).graphql(POOLS, {"code": SMALL_HOSPITAL}))["institution"][
+        "prepaymentPools"
+    ]
+    assert [pool["balance"] for pool in pools if pool["payer"] == "NHSA-310100"] == ["0.00"]
