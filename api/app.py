@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -28,6 +29,7 @@ from api.crypto.envelope import FieldCipher
 from api.crypto.management import open_keyring
 from api.db import models
 from api.db.migrate import current_revision, head_revision, upgrade
+from api.db.references import VersionCache
 from api.db.session import create_engine, create_sessionmaker
 from api.db.statements import exclusively
 from api.graphql.context import Context
@@ -42,7 +44,6 @@ from api.logs import configure_structlog, describe, get_logger, install
 from api.serve import Readiness
 from api.services import audit, audit_chain, audit_witness
 from api.services.access import SYSTEM
-from api.services.facts import VersionCache
 from api.services.runtime import Runtime
 from api.settings import InvalidSetting, Settings
 
@@ -240,6 +241,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             sealing = (
                 asyncio.create_task(seal_forever(sealer, runtime, settings.audit_seal_seconds)) if sealer else None
             )
+            gc.collect()
+            gc.freeze()  # what start-up built lives as long as the process: no collection need walk it again
             if readiness is not None:
                 readiness.started()
             flusher = asyncio.create_task(refusals.flush_forever(REFUSALS_FLUSH_SECONDS))

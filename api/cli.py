@@ -223,9 +223,9 @@ def _runtime(settings: Settings, engine: AsyncEngine) -> Runtime:
 
     from api.crypto.envelope import FieldCipher
     from api.crypto.management import open_keyring
+    from api.db.references import VersionCache
     from api.db.session import create_sessionmaker
     from api.services import audit
-    from api.services.facts import VersionCache
     from api.services.runtime import Runtime
 
     sessions = create_sessionmaker(engine)

@@ -36,10 +36,10 @@ from api.crypto.envelope import FieldCipher, Place
 from api.crypto.keyring import FileKeyring
 from api.crypto.suites import Suite
 from api.db.migrate import upgrade
+from api.db.references import VersionCache
 from api.db.session import create_engine, create_sessionmaker
 from api.services import audit, settlement
 from api.services.access import SYSTEM
-from api.services.facts import VersionCache
 from api.services.loading import load_document
 from api.services.requests import LineInput, claim_request
 from api.services.runtime import Runtime

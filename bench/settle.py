@@ -1,31 +1,38 @@
-"""Settle claims through the real service over HTTP, against PostgreSQL, and time them.
+"""Settle claims through the real service over HTTP, against PostgreSQL: rate, latency, CPU and
+database round trips per settlement, beside pgbench's TPC-B measured in the same run.
 
-What it measures: end-to-end `settle` mutations (GraphQL over HTTP, one transaction each: lock
-the serial, read the facts, lock the person's accumulators and the prepayment pools, call the
-engine, write the settlement, its lines, payers, accumulator changes and ledger entries) as a
-cashier window sees them: settlements per second and the latency percentiles of each call.
+What it measures: end-to-end `settle` mutations (GraphQL over HTTP, one transaction each) as cashier
+windows see them. The service is `settle serve` with one worker in production mode: bearer tokens
+checked, the edge's limits and cost analysis on, a JSON request log written, every audit entry
+MAC'd and the sealer chaining them every second (its keyring holds the audit MAC and
+checkpoint-signing keys, made by `settle keys rotate-audit`, and a file witness), rate limits raised
+far above the load (not switched off: their bookkeeping stays in the path).
 
-How: it creates its own PostgreSQL database (settle_bench_<random>), migrates it and loads (with
-`settle load`, i.e. api.services.loading.load_document) the demo data set of api/demo.py with
-many more people and prepayment grants large enough that no pool runs dry; makes a token issuer
-and a field-encryption keyring of its own in a temporary folder; starts `settle serve` (uvicorn,
-SETTLE_MODE=production) in a subprocess on a free port; settles a warm-up batch, then N claims of
-1-3 lines with C concurrent clients, each as its institution's cashier (a bearer token), under its
-own serial, and checked to come back as a Settlement; checks the money invariants; and, for
-comparison, runs pgbench's TPC-B on a scratch database of the same server. Besides the rate and
-the latencies it reports the CPU spent per settlement by the service, PostgreSQL, the clients and
-anything else (Linux only): "other" well above a millisecond means the box was not quiet. At the
-end (and on errors or Ctrl-C) the server is stopped and every database it created is dropped.
+The workload: the demo data set (api/demo.py: its institutions, drugs, formulary and plans) with
+PEOPLE generated people and prepayment that never runs dry; claims of 1-3 lines (about 1.7 on
+average) with one traceability code per package, each under its own serial, as its institution's
+cashier. In one run, after a warm-up: N claims with 1 client, N with 16 clients (`--clients`), and
+N with 16 clients all at one institution, whose pools every settlement then queues on; then the
+database round trips and statements of a settlement, counted on the wire (a proxy between a second
+instance of the service and PostgreSQL, sealer off, one client). pgbench TPC-B with 16 clients runs
+on a scratch database of the same server just before the settle phases and just after: their mean
+is the yardstick (on a shared box, conditions drift within a run).
 
-    .venv/bin/python bench/settle.py [--settlements 5000] [--concurrency 32] [--warmup 200]
-                                     [--people 2000] [--one-person] [--no-pgbench] [--seed 7]
+CPU per settlement (Linux /proc): the service's process; PostgreSQL's backends connected to the
+benchmark's database (not the server's other processes, nor other databases' sessions: others may
+be using the box); this script; and the rest of the machine ("other": well above a millisecond
+means the box was not quiet). Peak RSS of the worker (VmHWM).
 
-The admin connection comes from TEST_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/postgres);
-the service connects to its database as that same user. The default run takes about two minutes
-on two cores.
-Prints the figures and writes them to bench/results/settle.json (settle_one_person.json with
---one-person, where every claim is for one person and so queues on that person's rows).
-Exits 1 if any settlement did not come back as a Settlement.
+    .venv/bin/python bench/settle.py [--settlements 2000] [--clients 1,16] [--warmup 300]
+        [--people 2000] [--count 200] [--no-one-institution] [--no-pgbench] [--profile FILE]
+        [--note TEXT] [--no-record]
+
+It creates its own databases (settle_bench_<random>) and drops them at the end, whatever happens.
+The admin connection comes from TEST_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/postgres).
+Prints the figures, writes them to bench/results/settle.json and appends a row to bench/results.md
+(not with --no-record). `--profile FILE` samples the service with py-spy during the 16-client phase
+(collapsed stacks, for flame graphs). Exits 1 if any settlement did not come back as a Settlement or
+an invariant does not hold.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -62,14 +70,15 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from api.db import models
+from api.db.ledger import check_invariants
 from api.db.migrate import upgrade
 from api.db.session import create_engine, create_sessionmaker
-from api.demo import check_digit, demo_document
-from api.services.ledger import check_invariants
+from api.demo import DEMO_HOSPITAL, check_digit, demo_document
 from api.settings import PROJECT_ROOT
 
 MIGRATIONS = PROJECT_ROOT / "migrations"
 RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS_MD = Path(__file__).resolve().parent / "results.md"
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 GRANT = "1000000000.00"
 """Prepayment per payer and institution, in yuan: far more than any run can draw."""
@@ -79,6 +88,9 @@ ISSUER = "https://idp.settle-bench.invalid"
 KEY_ID = "bench-1"
 AUDIENCE = "settle"
 COMMON_DIAGNOSES = ("C34.9", "C50.9", "C16.9", "C18.9", "C22.0", "C61", "C83.3")
+RATE_RAISED = "1000000"
+"""Requests a second (and burst) per token and per address: far above anything this load sends."""
+PGBENCH_CLIENTS = 16
 
 SETTLE = """mutation($claim: ClaimInput!) { settle(claim: $claim) { __typename
   ... on Settlement { id serial status explanation { total patientCash
@@ -98,21 +110,29 @@ def asyncpg_dsn(url: str, database: str | None = None) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def app_url(url: str, database: str) -> str:
-    """The SQLAlchemy URL the service and the loader use for `database`."""
-    return make_url(url).set(drivername="postgresql+asyncpg", database=database).render_as_string(hide_password=False)
+def app_url(url: str, database: str, port: int | None = None) -> str:
+    """The SQLAlchemy URL the service and the loader use for `database` (through `port`, when given)."""
+    parsed = make_url(url).set(drivername="postgresql+asyncpg", database=database)
+    if port is not None:
+        parsed = parsed.set(host="127.0.0.1", port=port)
+    return parsed.render_as_string(hide_password=False)
 
 
-async def admin(sql: str) -> str | None:
-    """Run one statement as the admin; return the first column of its first row, if any."""
+async def admin_fetch(sql: str, *args: Any) -> list[Any]:
+    """Run one statement as the admin; return its rows."""
     import asyncpg  # type: ignore[import-untyped]
 
     connection = await asyncpg.connect(asyncpg_dsn(ADMIN_URL), timeout=10)
     try:
-        value = await connection.fetchval(sql)
+        return list(await connection.fetch(sql, *args))
     finally:
         await connection.close()
-    return None if value is None else str(value)
+
+
+async def admin(sql: str) -> str | None:
+    """Run one statement as the admin; return the first column of its first row, if any."""
+    rows = await admin_fetch(sql)
+    return None if not rows or rows[0][0] is None else str(rows[0][0])
 
 
 def create_database(name: str, created: list[str]) -> None:
@@ -138,7 +158,7 @@ async def migrate(url: str) -> None:
 
 
 async def audit(url: str) -> tuple[int, list[str]]:
-    """The settlements written and the money invariants that do not hold (api.services.ledger)."""
+    """The settlements written and the money invariants that do not hold (api.db.ledger)."""
     engine = create_engine(url)
     try:
         async with create_sessionmaker(engine)() as session:
@@ -265,10 +285,21 @@ def yuan(amount_fen: int) -> str:
 
 
 def make_claims(
-    document: dict[str, Any], count: int, people: Sequence[str], run: str, rng: random.Random
+    document: dict[str, Any],
+    count: int,
+    people: Sequence[str],
+    run: str,
+    rng: random.Random,
+    institution: str | None = None,
 ) -> list[dict[str, Any]]:
-    """`count` ClaimInputs, each under its own serial, for people drawn from `people`."""
-    institutions = [(item["code"], item["kind"]) for item in document["institutions"]]
+    """`count` ClaimInputs, each under its own serial, for people drawn from `people`, at the
+    demo's institutions (at `institution` only, when given).
+    """
+    institutions = [
+        (item["code"], item["kind"])
+        for item in document["institutions"]
+        if institution is None or item["code"] == institution
+    ]
     drugs = listings(document)
     first_day = date.fromisoformat(document["effective_from"])
     return [
@@ -363,17 +394,24 @@ def free_port() -> int:
 
 
 def configuration(database_url: str, scratch: Path) -> dict[str, str]:
-    """The service's environment for this run: its database, production mode, the token issuers
-    it trusts (scratch/keys/issuers/) and its field-encryption keyring (scratch/keyring/). The
-    rate limits are off: the benchmark is one address sending as fast as the service answers.
+    """The service's environment for this run: its database, production mode with one worker, the
+    token issuers it trusts (scratch/keys/issuers/), its keyring (scratch/keyring/), its audit
+    witness (scratch/witness/), JSON logs, and rate limits raised far above the load.
     """
     return os.environ | {
         "DATABASE_URL": database_url,
         "SETTLE_MODE": "production",
+        "SETTLE_WORKERS": "1",
         "SETTLE_KEYS_DIR": str(scratch / "keys"),
         "SETTLE_TOKEN_AUDIENCE": AUDIENCE,
         "SETTLE_KEYRING_DIR": str(scratch / "keyring"),
-        "SETTLE_RATE_LIMITS": "0",
+        "SETTLE_AUDIT_WITNESS_DIR": str(scratch / "witness"),
+        "SETTLE_LOG_FORMAT": "json",
+        "SETTLE_RATE_LIMITS": "1",
+        "SETTLE_RATE_TOKEN_PER_SECOND": RATE_RAISED,
+        "SETTLE_RATE_TOKEN_BURST": RATE_RAISED,
+        "SETTLE_RATE_SOURCE_PER_SECOND": RATE_RAISED,
+        "SETTLE_RATE_SOURCE_BURST": RATE_RAISED,
     }
 
 
@@ -387,14 +425,15 @@ def settle_command(arguments: Sequence[str], environment: Mapping[str, str]) -> 
 
 
 def load_reference_data(document: dict[str, Any], environment: Mapping[str, str], scratch: Path) -> None:
-    """`settle load` (api.services.loading.load_document as the local operator). It runs in
-    development mode, in which the file keyring makes the keys it lacks (the index key, each
-    region's and insurer's master key) instead of refusing: that is how this run's keyring is
-    provisioned before the service, in production mode, uses it.
+    """`settle load` (api.services.loading.load_document as the local operator), then `settle keys
+    rotate-audit`. The load runs in development mode, in which the file keyring makes the keys it
+    lacks (the index key, each region's and insurer's master key) instead of refusing; the audit
+    keys are made as production makes them, so that the sealer can sign its checkpoints.
     """
     path = scratch / "reference.json"
     path.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
     settle_command(["load", str(path)], {**environment, "SETTLE_MODE": "development"})
+    settle_command(["keys", "rotate-audit"], environment)
 
 
 @contextmanager
@@ -449,6 +488,19 @@ def tail(log: Path, lines: int = 20) -> str:
     return "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
 
+def log_problems(log: Path) -> Counter[str]:
+    """Errors and warnings the service logged (the sealer's failures among them), by event."""
+    found: Counter[str] = Counter()
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("level") in ("error", "warning", "critical"):
+            found[str(entry.get("event"))[:80]] += 1
+    return found
+
+
 # --- the load ----------------------------------------------------------------------------------
 
 
@@ -464,44 +516,83 @@ class Run:
         return len(self.latencies) - sum(self.failures.values())
 
 
+class Window:
+    """One cashier window's HTTP/1.1 connection to the service, kept alive: a request written as
+    bytes, its response read by Content-Length. The load generator shares the box's two cores
+    with the service and PostgreSQL, so it is kept as cheap as a client can be (an HTTP library
+    spends about a millisecond of CPU per call, as much as a third of the service's own).
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes, token: str) -> tuple[int, bytes]:
+        if self.writer is None or self.reader is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nAccept: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        status_line = await self.reader.readline()
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return int(status_line.split()[1]), await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 async def drive(base_url: str, claims: Sequence[dict[str, Any]], tokens: Mapping[str, str], concurrency: int) -> Run:
-    """Settle every claim, `concurrency` calls in flight at a time, each as its institution's
-    cashier (`tokens` by institution code); time each call and the whole.
+    """Settle every claim, `concurrency` calls in flight at a time (one window each), each as its
+    institution's cashier (`tokens` by institution code); time each call and the whole.
     """
     run = Run()
     pending = iter(claims)  # shared by the workers: next() never awaits, so no claim goes twice
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60.0) as client:
+    address = make_url(base_url.replace("http://", "postgresql://"))  # a URL parser at hand
+    windows = [Window(address.host or "127.0.0.1", address.port or 80) for _ in range(concurrency)]
 
-        async def worker() -> None:
-            for claim in pending:
-                started = time.perf_counter()
-                failure = await settle(client, claim, tokens[claim["institution"]])
-                run.latencies.append(time.perf_counter() - started)
-                if failure is not None:
-                    kind, detail = failure
-                    run.failures[kind] += 1
-                    run.examples.setdefault(kind, detail)
+    async def worker(window: Window) -> None:
+        for claim in pending:
+            started = time.perf_counter()
+            failure = await settle(window, claim, tokens[claim["institution"]])
+            run.latencies.append(time.perf_counter() - started)
+            if failure is not None:
+                kind, detail = failure
+                run.failures[kind] += 1
+                run.examples.setdefault(kind, detail)
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        run.seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    try:
+        await asyncio.gather(*(worker(window) for window in windows))
+    finally:
+        for window in windows:
+            window.close()
+    run.seconds = time.perf_counter() - started
     return run
 
 
-async def settle(client: httpx.AsyncClient, claim: dict[str, Any], token: str) -> tuple[str, str] | None:
+async def settle(window: Window, claim: dict[str, Any], token: str) -> tuple[str, str] | None:
     """None when the claim settled; otherwise what came back instead (a kind, and one example)."""
-    body = {"query": SETTLE, "variables": {"claim": claim}}
+    body = json.dumps({"query": SETTLE, "variables": {"claim": claim}}).encode()
     try:
-        response = await client.post("/graphql", json=body, headers={"authorization": f"Bearer {token}"})
-    except httpx.HTTPError as error:
+        status, content = await asyncio.wait_for(window.post("/graphql", body, token), 60.0)
+    except (OSError, asyncio.IncompleteReadError, TimeoutError) as error:
+        window.close()
+        window.writer = None
         return type(error).__name__, str(error)
-    if response.status_code != 200:
-        return f"HTTP {response.status_code}", response.text[:300]
-    body = response.json()
-    if body.get("errors"):
-        return "GraphQL error", json.dumps(body["errors"])[:300]
-    result = body["data"]["settle"]
+    if status != 200:
+        return f"HTTP {status}", content[:300].decode(errors="replace")
+    answer = json.loads(content)
+    if answer.get("errors"):
+        return "GraphQL error", json.dumps(answer["errors"])[:300]
+    result = answer["data"]["settle"]
     if result["__typename"] != "Settlement":
         return f"{result['__typename']} {result.get('code')}", json.dumps(result, ensure_ascii=False)[:300]
     if result["status"] != "SETTLED" or result["serial"] != claim["serial"]:
@@ -515,35 +606,32 @@ def percentile(ordered: Sequence[float], rank: float) -> float:
     return ordered[index]
 
 
-# --- CPU accounting (Linux /proc; None elsewhere) -----------------------------------------------
+# --- CPU and memory (Linux /proc; None elsewhere) ------------------------------------------------
 
 
-def ticks_to_s(stat: str) -> float:
-    """User + system CPU seconds from the text of /proc/PID/stat."""
+def ticks_to_s(stat: str, *, system_only: bool = False) -> float:
+    """User + system CPU seconds (system only, with `system_only`) from the text of /proc/PID/stat."""
     fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[12]) if system_only else int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def process_cpu_s(pid: int) -> float | None:
+def process_cpu_s(pid: int, *, system_only: bool = False) -> float | None:
     try:
-        return ticks_to_s(Path(f"/proc/{pid}/stat").read_text())
+        return ticks_to_s(Path(f"/proc/{pid}/stat").read_text(), system_only=system_only)
     except OSError:
         return None
 
 
-def postgres_cpu_s() -> float | None:
-    """CPU seconds of the PostgreSQL processes on this machine (backends, WAL writer, ...)."""
-    if not Path("/proc/stat").exists():
-        return None
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:  # exited meanwhile
-            continue
-        if text.split(" ", 2)[1] == "(postgres)":
-            total += ticks_to_s(text)
-    return total
+def backends_cpu_s(database: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend connected to `database` (the service's sessions)."""
+    pids = [row[0] for row in asyncio.run(admin_fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", database))]
+    found = {}
+    for pid in pids:
+        seconds = process_cpu_s(pid)
+        if seconds is not None:
+            found[pid] = seconds
+    return found
 
 
 def machine_busy_s() -> float | None:
@@ -556,35 +644,171 @@ def machine_busy_s() -> float | None:
     return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def peak_rss_mb(pid: int) -> float | None:
+    """The process's peak resident memory (VmHWM), in MB."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    return None if found is None else round(int(found.group(1)) / 1024, 1)
+
+
 @dataclass(frozen=True, slots=True)
 class CpuSample:
     server: float | None
-    postgresql: float | None
+    server_system: float | None
+    backends: Mapping[int, float]
     client: float
     machine: float | None
 
     @classmethod
-    def take(cls, server_pid: int) -> CpuSample:
-        return cls(process_cpu_s(server_pid), postgres_cpu_s(), time.process_time(), machine_busy_s())
+    def take(cls, server_pid: int, database: str) -> CpuSample:
+        return cls(
+            process_cpu_s(server_pid),
+            process_cpu_s(server_pid, system_only=True),
+            backends_cpu_s(database),
+            time.process_time(),
+            machine_busy_s(),
+        )
 
 
 def cpu_ms_per_settlement(before: CpuSample, after: CpuSample, settlements: int) -> dict[str, float | None]:
-    """Where the CPU went, per settlement: the service's process, PostgreSQL, this client, and the
-    rest of the machine (the kernel's loopback networking, anything else running).
+    """Where the CPU went, per settlement: the service's process (and of it, in the kernel: the
+    loopback's TCP is the sender's), its PostgreSQL backends (a backend that started during the
+    phase counts whole), this client, and the rest of the machine (PostgreSQL's own background
+    processes, anything else running).
     """
 
-    def per(start: float | None, end: float | None) -> float | None:
-        return None if start is None or end is None else round((end - start) / settlements * 1000, 2)
+    def per(seconds: float | None) -> float | None:
+        return None if seconds is None else round(seconds / settlements * 1000, 2)
 
-    spent = {
-        "server": per(before.server, after.server),
-        "postgresql": per(before.postgresql, after.postgresql),
-        "client": per(before.client, after.client),
-    }
-    machine = per(before.machine, after.machine)
+    server = None if before.server is None or after.server is None else after.server - before.server
+    kernel = (
+        None
+        if before.server_system is None or after.server_system is None
+        else after.server_system - before.server_system
+    )
+    backends = sum(seconds - before.backends.get(pid, 0.0) for pid, seconds in after.backends.items())
+    machine = None if before.machine is None or after.machine is None else after.machine - before.machine
+    spent = {"server": per(server), "postgresql": per(backends), "client": per(after.client - before.client)}
     known = [value for value in spent.values() if value is not None]
-    other = None if machine is None or len(known) < len(spent) else round(machine - sum(known), 2)
-    return spent | {"other": other, "machine": machine}
+    other = None if machine is None or len(known) < len(spent) else round(per(machine) - sum(known), 2)  # type: ignore[operator]
+    return spent | {"server_in_kernel": per(kernel), "other": other, "machine": per(machine)}
+
+
+# --- round trips, counted on the wire ----------------------------------------------------------
+
+
+class WireCounter:
+    """A TCP proxy between a service and PostgreSQL that counts the messages the service sends
+    (PostgreSQL's frontend protocol): a round trip ends with each Sync (`S`, extended protocol) or
+    simple Query (`Q`), after which the client waits for the server; a statement is an Execute
+    (`E`) or a simple Query; a Parse (`P`) is a statement prepared anew. It counts what any
+    driver sends, so the service's code before and after a change is measured alike.
+    """
+
+    SPECIAL_REQUESTS = (80877103, 80877104)  # SSLRequest, GSSENCRequest: the startup follows
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.counts: Counter[str] = Counter()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.server: asyncio.base_events.Server | None = None
+
+    def start(self) -> int:
+        self.thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._serve, "127.0.0.1", 0), self.loop
+        ).result()
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+    def take(self) -> Counter[str]:
+        """The counts so far, and start again from zero (read and reset on the proxy's loop)."""
+
+        async def swap() -> Counter[str]:
+            taken, self.counts = self.counts, Counter()
+            return taken
+
+        return asyncio.run_coroutine_threadsafe(swap(), self.loop).result()
+
+    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection(*self.target)
+        await asyncio.gather(
+            self._pipe(client_reader, server_writer, counting=True),
+            self._pipe(server_reader, client_writer, counting=False),
+            return_exceptions=True,
+        )
+
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, *, counting: bool) -> None:
+        buffer = bytearray()
+        started = False
+        try:
+            while data := await source.read(65536):
+                sink.write(data)
+                if counting:
+                    buffer.extend(data)
+                    started = self._count(buffer, started)
+                await sink.drain()
+        finally:
+            sink.close()
+
+    def _count(self, buffer: bytearray, started: bool) -> bool:
+        while True:
+            if not started:
+                if len(buffer) < 8:
+                    return started
+                length = int.from_bytes(buffer[0:4], "big")
+                code = int.from_bytes(buffer[4:8], "big")
+                if len(buffer) < length:
+                    return started
+                del buffer[:length]
+                started = code not in self.SPECIAL_REQUESTS
+                continue
+            if len(buffer) < 5:
+                return started
+            length = int.from_bytes(buffer[1:5], "big")
+            if len(buffer) < 1 + length:
+                return started
+            self.counts[chr(buffer[0])] += 1
+            del buffer[: 1 + length]
+
+
+def count_round_trips(
+    url: str, database: str, scratch: Path, claims: Sequence[dict[str, Any]], tokens: Mapping[str, str], warmup: int
+) -> dict[str, Any]:
+    """Statements and round trips per settlement: a second instance of the service (sealer off,
+    so that only settlements talk to the database) connected through a WireCounter, settling
+    `claims` one at a time after `warmup` of them (connections opened, statements prepared).
+    """
+    target = make_url(url)
+    counter = WireCounter(target.host or "127.0.0.1", target.port or 5432)
+    port = counter.start()
+    try:
+        environment = configuration(app_url(ADMIN_URL, database, port), scratch) | {"SETTLE_AUDIT_SEAL_SECONDS": "0"}
+        with service(environment, scratch / "counted.log") as (base_url, _):
+            asyncio.run(drive(base_url, claims[:warmup], tokens, 1))
+            counter.take()
+            counted = asyncio.run(drive(base_url, claims[warmup:], tokens, 1))
+            counts = counter.take()
+    finally:
+        counter.close()
+    settled = counted.ok
+    return {
+        "settlements": settled,
+        "round_trips": round((counts["S"] + counts["Q"]) / settled, 2),
+        "statements": round((counts["E"] + counts["Q"]) / settled, 2),
+        "prepared": round(counts["P"] / settled, 2),
+        "failed": dict(counted.failures),
+    }
 
 
 # --- pgbench -----------------------------------------------------------------------------------
@@ -611,11 +835,17 @@ def pgbench(database: str, clients: int, seconds: int, scale: int) -> float:
 
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--settlements", type=int, default=5000, help="settlements timed (default 5000)")
-    parser.add_argument("--concurrency", type=int, default=32, help="clients in flight at once (default 32)")
-    parser.add_argument("--warmup", type=int, default=200, help="settlements before timing starts (default 200)")
+    parser.add_argument("--settlements", type=int, default=2000, help="settlements timed per phase (default 2000)")
+    parser.add_argument("--clients", default="1,16", help="clients in flight in each phase (default 1,16)")
+    parser.add_argument("--warmup", type=int, default=300, help="settlements before timing starts (default 300)")
     parser.add_argument("--people", type=int, default=2000, help="distinct people claims are for (default 2000)")
-    parser.add_argument("--one-person", action="store_true", help="every claim for one person: they serialize")
+    parser.add_argument("--count", type=int, default=200, help="settlements whose round trips are counted")
+    parser.add_argument(
+        "--one-institution",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"also 16 clients settling at one institution ({DEMO_HOSPITAL}), on its pools (default on)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--pgbench",
@@ -625,54 +855,59 @@ def parse_arguments() -> argparse.Namespace:
     )
     parser.add_argument("--pgbench-seconds", type=int, default=20)
     parser.add_argument("--pgbench-scale", type=int, default=10)
+    parser.add_argument("--profile", type=Path, help="py-spy's collapsed stacks of the 16-client phase, to FILE")
+    parser.add_argument("--note", default="", help="what this run is, for bench/results.md")
+    parser.add_argument("--record", action=argparse.BooleanOptionalAction, default=True, help="append to results.md")
     parser.add_argument("--output", type=Path, help="results JSON (default bench/results/settle.json)")
     arguments = parser.parse_args()
-    if min(arguments.settlements, arguments.concurrency, arguments.people) < 1 or arguments.warmup < 0:
-        parser.error("--settlements, --concurrency and --people are at least 1, --warmup at least 0")
+    arguments.clients = [int(c) for c in arguments.clients.split(",")]
+    if min(arguments.settlements, arguments.people, *arguments.clients) < 1 or arguments.warmup < 0:
+        parser.error("--settlements, --clients and --people are at least 1, --warmup at least 0")
     return arguments
 
 
-def measure(arguments: argparse.Namespace, created: list[str], run_id: str) -> dict[str, Any]:
-    database = f"settle_bench_{run_id}"
-    create_database(database, created)
-    url = app_url(ADMIN_URL, database)
-    document = reference_document(arguments.people)
-    people = [document["people"][0]["psn_no"]] if arguments.one_person else [p["psn_no"] for p in document["people"]]
-    rng = random.Random(arguments.seed)
-    warmup = make_claims(document, arguments.warmup, people, f"{run_id}-W", rng)
-    claims = make_claims(document, arguments.settlements, people, run_id, rng)
-    lines = sum(len(claim["lines"]) for claim in claims)
+@contextmanager
+def profiled(pid: int, output: Path | None) -> Iterator[None]:
+    """py-spy sampling `pid` while the body runs (raw collapsed stacks to `output`), when asked."""
+    if output is None:
+        yield
+        return
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    process = subprocess.Popen(
+        [spy, "record", "-p", str(pid), "-o", str(output), "--format", "raw", "-r", "200", "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
-    with tempfile.TemporaryDirectory(prefix="settle_bench_") as directory:
-        scratch = Path(directory)
-        environment = configuration(url, scratch)
-        asyncio.run(migrate(url))
-        load_reference_data(document, environment, scratch)
-        tokens = cashier_tokens(document, trust_new_issuer(scratch / "keys"))
-        with service(environment, scratch / "server.log") as (base_url, server_pid):
-            warmed = asyncio.run(drive(base_url, warmup, tokens, arguments.concurrency))
-            before = CpuSample.take(server_pid)
-            timed = asyncio.run(drive(base_url, claims, tokens, arguments.concurrency))
-            after = CpuSample.take(server_pid)
-    written, violations = asyncio.run(audit(url))
 
-    ordered = sorted(timed.latencies)
-    failures = warmed.failures + timed.failures
+def phase(
+    base_url: str,
+    claims: Sequence[dict[str, Any]],
+    tokens: Mapping[str, str],
+    clients: int,
+    server_pid: int,
+    database: str,
+) -> dict[str, Any]:
+    before = CpuSample.take(server_pid, database)
+    run = asyncio.run(drive(base_url, claims, tokens, clients))
+    after = CpuSample.take(server_pid, database)
+    ordered = sorted(run.latencies)
     return {
-        "benchmark": "settle",
-        "mode": "one person" if arguments.one_person else "many people",
-        "settlements": arguments.settlements,
-        "concurrency": arguments.concurrency,
-        "warmup": arguments.warmup,
-        "people": len(people),
-        "lines_per_claim": round(lines / len(claims), 2),
-        "settled": timed.ok,
-        "failed": dict(failures),
-        "failure_examples": {**warmed.examples, **timed.examples},
-        "settlements_in_database": written,
-        "invariant_violations": violations,
-        "seconds": round(timed.seconds, 3),
-        "settlements_per_second": round(timed.ok / timed.seconds, 1),
+        "clients": clients,
+        "settlements": len(claims),
+        "settled": run.ok,
+        "failed": dict(run.failures),
+        "failure_examples": run.examples,
+        "seconds": round(run.seconds, 3),
+        "settlements_per_second": round(run.ok / run.seconds, 1),
         "latency_ms": {
             "p50": round(percentile(ordered, 50) * 1000, 1),
             "p95": round(percentile(ordered, 95) * 1000, 1),
@@ -683,19 +918,63 @@ def measure(arguments: argparse.Namespace, created: list[str], run_id: str) -> d
     }
 
 
-def compare_pgbench(arguments: argparse.Namespace, created: list[str], run_id: str) -> dict[str, Any]:
-    database = f"settle_bench_{run_id}_pgbench"
+def measure(arguments: argparse.Namespace, created: list[str], run_id: str) -> dict[str, Any]:
+    database = f"settle_bench_{run_id}"
     create_database(database, created)
-    clients, seconds, scale = arguments.concurrency, arguments.pgbench_seconds, arguments.pgbench_scale
-    tps = pgbench(database, clients, seconds, scale)
-    return {
-        "script": "tpcb-like",
-        "scale": scale,
-        "clients": clients,
-        "threads": min(2, clients),
-        "seconds": seconds,
-        "tps": round(tps, 1),
+    url = app_url(ADMIN_URL, database)
+    document = reference_document(arguments.people)
+    people = [p["psn_no"] for p in document["people"]]
+    rng = random.Random(arguments.seed)
+    warmup = make_claims(document, arguments.warmup, people, f"{run_id}-W", rng)
+    batches = {
+        clients: make_claims(document, arguments.settlements, people, f"{run_id}-C{clients}", rng)
+        for clients in arguments.clients
     }
+    one_place = (
+        make_claims(document, arguments.settlements, people, f"{run_id}-H", rng, DEMO_HOSPITAL)
+        if arguments.one_institution
+        else []
+    )
+    counted = make_claims(document, arguments.count + 30, people, f"{run_id}-R", rng)
+    lines = [len(claim["lines"]) for batch in batches.values() for claim in batch]
+
+    figures: dict[str, Any] = {"benchmark": "settle", "people": len(people)}
+    figures["lines_per_claim"] = round(sum(lines) / len(lines), 2)
+    with tempfile.TemporaryDirectory(prefix="settle_bench_") as directory:
+        scratch = Path(directory)
+        environment = configuration(url, scratch)
+        asyncio.run(migrate(url))
+        load_reference_data(document, environment, scratch)
+        tokens = cashier_tokens(document, trust_new_issuer(scratch / "keys"))
+        log = scratch / "server.log"
+        with service(environment, log) as (base_url, server_pid):
+            warmed = asyncio.run(drive(base_url, warmup, tokens, max(arguments.clients)))
+            phases = []
+            for clients, claims in batches.items():
+                with profiled(server_pid, arguments.profile if clients == max(arguments.clients) else None):
+                    phases.append(phase(base_url, claims, tokens, clients, server_pid, database))
+            if one_place:
+                figures["one_institution"] = phase(base_url, one_place, tokens, 16, server_pid, database) | {
+                    "institution": DEMO_HOSPITAL
+                }
+            figures["worker_peak_rss_mb"] = peak_rss_mb(server_pid)
+        figures["phases"] = phases
+        figures["warmup_failed"] = dict(warmed.failures)
+        figures["service_log_problems"] = dict(log_problems(log))
+        figures["wire"] = count_round_trips(url, database, scratch, counted, tokens, 30)
+    written, violations = asyncio.run(audit(url))
+    expected = arguments.warmup + sum(len(b) for b in batches.values()) + len(one_place) + len(counted)
+    figures["settlements_in_database"] = written
+    figures["settlements_expected"] = expected
+    figures["invariant_violations"] = violations
+    return figures
+
+
+def compare_pgbench(arguments: argparse.Namespace, created: list[str], run_id: str, when: str) -> float:
+    """pgbench's TPC-B tps, on a scratch database made for this measure (`when`: before, after)."""
+    database = f"settle_bench_{run_id}_pgbench_{when}"
+    create_database(database, created)
+    return pgbench(database, PGBENCH_CLIENTS, arguments.pgbench_seconds, arguments.pgbench_scale)
 
 
 def machine() -> dict[str, Any]:
@@ -704,6 +983,9 @@ def machine() -> dict[str, Any]:
         "machine": platform.machine(),
         "python": platform.python_version(),
         "postgresql": asyncio.run(admin("SHOW server_version")),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True
+        ).stdout.strip(),
     }
 
 
@@ -713,27 +995,96 @@ def report(figures: dict[str, Any]) -> None:
         print(f"{key:>26}: {shown}")
 
 
+RESULTS_HEADER = """
+## Settlement over HTTP at 1 and 16 clients: `python bench/settle.py`
+
+One run of `bench/settle.py` per row (its docstring says what runs): `settle serve` with one worker
+in production mode on PostgreSQL 15 on the 2-core box, with pgbench TPC-B (16 clients) measured in
+the same run. Rates in settlements/s; latency p50/p95/p99 in ms; CPU in ms per settlement at 16
+clients (service process, PostgreSQL backends of the service's database, everything else on the
+machine); round trips and statements per settlement counted on the wire. Targets: ≥ 0.06 ×
+pgbench at 16 clients (aim 0.10), p50 ≤ 8 ms and p99 ≤ 15 ms at one client, service CPU ≤ 5 ms,
+PostgreSQL CPU ≤ 3 ms, RSS ≤ 150 MB per worker.
+
+"""
+COLUMNS = (
+    "date", "commit", "at 1: /s", "p50/p95/p99", "at 16: /s", "p50/p95/p99", "× pgbench", "service CPU",
+    "PG CPU", "other CPU", "round trips", "statements", "one institution /s", "RSS MB", "pgbench tps", "note",
+)  # fmt: skip
+RESULTS_HEADER += "| " + " | ".join(COLUMNS) + " |\n" + "| --- " * len(COLUMNS) + "|\n"
+
+
+def record(figures: dict[str, Any], note: str) -> None:
+    """Append the run's row to bench/results.md (the section's header first, if it is not there)."""
+    by_clients = {p["clients"]: p for p in figures["phases"]}
+    single, many = by_clients.get(1), by_clients.get(max(by_clients))
+
+    def latencies(p: dict[str, Any] | None) -> str:
+        return "—" if p is None else "/".join(f"{p['latency_ms'][k]:g}" for k in ("p50", "p95", "p99"))
+
+    cpu = many["cpu_ms_per_settlement"] if many else {}
+    wire = figures.get("wire", {})
+    row = [
+        figures["measured_at"][:10],
+        figures["machine"]["commit"],
+        "—" if single is None else f"{single['settlements_per_second']:g}",
+        latencies(single),
+        "—" if many is None else f"{many['settlements_per_second']:g}",
+        latencies(many),
+        f"{figures.get('settle_per_pgbench_tps', '—')}",
+        f"{cpu.get('server')}",
+        f"{cpu.get('postgresql')}",
+        f"{cpu.get('other')}",
+        f"{wire.get('round_trips', '—')}",
+        f"{wire.get('statements', '—')}",
+        f"{figures['one_institution']['settlements_per_second']:g}" if "one_institution" in figures else "—",
+        f"{figures.get('worker_peak_rss_mb')}",
+        f"{figures['pgbench']['tps']:g}" if "pgbench" in figures else "—",
+        note or "—",
+    ]
+    text = RESULTS_MD.read_text(encoding="utf-8")
+    if RESULTS_HEADER.strip() not in text:
+        text = text.rstrip("\n") + "\n" + RESULTS_HEADER
+    RESULTS_MD.write_text(text.rstrip("\n") + "\n| " + " | ".join(row) + " |\n", encoding="utf-8")
+
+
 def main() -> int:
     arguments = parse_arguments()
     run_id = uuid.uuid4().hex[:8]
     created: list[str] = []
     load_before = round(os.getloadavg()[0], 2)  # anything else running skews the figures: say so
     try:
+        # pgbench just before and just after the settle phases: on a shared box, the two sit in
+        # the same conditions as the phases between them, and their mean is the yardstick
+        before = compare_pgbench(arguments, created, run_id, "before") if arguments.pgbench else None
         figures = measure(arguments, created, run_id)
-        if arguments.pgbench:
-            figures["pgbench"] = compare_pgbench(arguments, created, run_id)
-            figures["settle_per_pgbench_tps"] = round(figures["settlements_per_second"] / figures["pgbench"]["tps"], 3)
+        if before is not None:
+            after = compare_pgbench(arguments, created, run_id, "after")
+            figures["pgbench"] = {
+                "script": "tpcb-like",
+                "scale": arguments.pgbench_scale,
+                "clients": PGBENCH_CLIENTS,
+                "threads": 2,
+                "seconds": arguments.pgbench_seconds,
+                "tps_before": round(before, 1),
+                "tps_after": round(after, 1),
+                "tps": round((before + after) / 2, 1),
+            }
+            many = max(figures["phases"], key=lambda p: p["clients"])
+            figures["settle_per_pgbench_tps"] = round(many["settlements_per_second"] / figures["pgbench"]["tps"], 3)
     finally:
         drop_databases(created)
     figures["machine"] = machine() | {"load_average_before": load_before}
     figures["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     report(figures)
-    default = "settle_one_person.json" if arguments.one_person else "settle.json"
-    output: Path = arguments.output or RESULTS / default
+    output: Path = arguments.output or RESULTS / "settle.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    healthy = not figures["failed"] and not figures["invariant_violations"]
-    return 0 if healthy and figures["settlements_in_database"] == arguments.settlements + arguments.warmup else 1
+    if arguments.record:
+        record(figures, arguments.note)
+    failed = [p for p in [*figures["phases"], figures.get("one_institution")] if p and p["failed"]]
+    healthy = not failed and not figures["invariant_violations"] and not figures["wire"]["failed"]
+    return 0 if healthy and figures["settlements_in_database"] == figures["settlements_expected"] else 1
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ request may simply be sent again.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from strawberry.types.field import StrawberryField
 
 from adjudication import ErrorCode
 from api.errors import ServiceError
@@ -103,13 +104,6 @@ def parse_id(value: strawberry.ID) -> uuid.UUID | None:
         return None
 
 
-def query_error(error: ServiceError) -> GraphQLError:
-    """A query has no error union: a refused query argument (a bad cursor, a bad filter) is a
-    GraphQL error carrying the same stable code.
-    """
-    return GraphQLError(f"{error.field}: {error.message}", extensions={"code": error.code.value})
-
-
 def error_from(error: ServiceError) -> Error:
     note(outcome=error.code.value)  # the request line's outcome: the typed error a mutation returns
     kind = _TYPES.get(error.code, InvalidInput)
@@ -123,3 +117,19 @@ def error_from(error: ServiceError) -> Error:
             settlement_id=None if settlement_id is None else strawberry.ID(settlement_id),
         )
     return kind(code=error.code, field=error.field, message=error.message, retryable=error.retryable)
+
+
+class ServiceErrors(strawberry.ExceptionHandler[ServiceError]):
+    """The one place a refusal becomes data: a ServiceError raised in a mutation's resolver is
+    answered with the member of its result union that its code names (every mutation's union
+    holds InvalidInput, the catch-all). A code whose type the union lacks is declined, and
+    leaves as a coded field error (api/graphql/failures.py), as in a query.
+    """
+
+    error_type = InvalidInput
+
+    def handle(self, exception: ServiceError, *, field: StrawberryField, info: Any) -> Error | None:
+        members = getattr(field.type, "types", ())
+        if _TYPES.get(exception.code, InvalidInput) not in members:
+            return None
+        return error_from(exception)

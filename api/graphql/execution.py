@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
@@ -140,23 +140,26 @@ class Outcome:
         return cls(errors=[refusal.error()], executed=False, operation=operation)
 
 
+Key = TypeVar("Key", bound=Hashable)
 Cached = TypeVar("Cached")
 
 
-class _LRU(Generic[Cached]):
-    """A bounded cache of parsed documents and their validation, by document text."""
+class _LRU(Generic[Key, Cached]):
+    """A bounded cache by document text (parses, validations; names and costs by a key that
+    starts with it).
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.items: OrderedDict[str, Cached] = OrderedDict()
+        self.items: OrderedDict[Key, Cached] = OrderedDict()
 
-    def get(self, key: str) -> Cached | None:
+    def get(self, key: Key) -> Cached | None:
         value = self.items.get(key)
         if value is not None:
             self.items.move_to_end(key)
         return value
 
-    def put(self, key: str, value: Cached) -> None:
+    def put(self, key: Key, value: Cached) -> None:
         self.items[key] = value
         self.items.move_to_end(key)
         while len(self.items) > self.size:
@@ -223,8 +226,10 @@ class Executor:
             kind: frozenset(root.fields) if root is not None else frozenset()
             for kind, root in (("query", schema._schema.query_type), ("mutation", schema._schema.mutation_type))
         }
-        self.documents: _LRU[DocumentNode | Refused] = _LRU(CACHE_SIZE)
-        self.validations: _LRU[list[GraphQLError]] = _LRU(CACHE_SIZE)
+        self.documents: _LRU[str, DocumentNode | Refused] = _LRU(CACHE_SIZE)
+        self.validations: _LRU[str, list[GraphQLError]] = _LRU(CACHE_SIZE)
+        self.names: _LRU[tuple[str, str | None], str | None] = _LRU(CACHE_SIZE)
+        self.costs: _LRU[Hashable, tuple[GraphQLError | None]] = _LRU(CACHE_SIZE)
         rules: list[type[ASTValidationRule]] = [
             *specified_rules,
             MaybeNullValidationRule,
@@ -248,7 +253,11 @@ class Executor:
             operation = self._operation(document, operation_name)
         except Refused as refusal:
             return Outcome.refused(refusal)
-        name = named_operation(document, operation_name, self.root_fields)
+        name = self.names.get((query, operation_name))
+        if name is None:
+            name = named_operation(document, operation_name, self.root_fields) or ""
+            self.names.put((query, operation_name), name)
+        name = name or None
         try:
             if operation.operation is not OperationType.QUERY and not mutations_allowed:
                 raise Refused(EdgeCode.METHOD_NOT_ALLOWED, "only queries may be sent with GET; use POST", 405)
@@ -257,9 +266,7 @@ class Executor:
                 raise Refused(EdgeCode.INVALID_STRING, f"variables: {problem}")
         except Refused as refusal:
             return Outcome.refused(refusal, name)
-        too_much = cost.refusal(
-            cost.measure(document, self.schema._schema, variables, operation_name), self.limits.query
-        )
+        too_much = self._too_costly(query, document, variables, operation_name)
         if too_much is not None:
             return Outcome([too_much.formatted], executed=False, operation=name)
         errors = self._validate(query, document)
@@ -279,6 +286,24 @@ class Executor:
         if not isinstance(result, ExecutionResult):
             result = await result
         return self._outcome(result, name)
+
+    def _too_costly(
+        self, query: str, document: DocumentNode, variables: Mapping[str, Any] | None, operation_name: str | None
+    ) -> GraphQLError | None:
+        """The refusal of a document that asks too much, or None. A document's cost depends on
+        its variables only through the page sizes they give (top-level scalars; an input object
+        is never one), so it is measured once per document, operation and top-level scalars.
+        """
+        scalars = (str, int, float, type(None))
+        sizes = tuple(sorted((k, v) for k, v in (variables or {}).items() if isinstance(v, scalars)))
+        key = (query, operation_name, sizes)
+        cached = self.costs.get(key)
+        if cached is None:
+            measured = cost.measure(document, self.schema._schema, variables, operation_name)
+            cached = (cost.refusal(measured, self.limits.query),)
+            self.costs.put(key, cached)
+        refusal: GraphQLError | None = cached[0]
+        return refusal
 
     def _parse(self, query: str) -> DocumentNode:
         if len(query) > self.limits.document_chars:

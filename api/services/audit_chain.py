@@ -47,10 +47,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adjudication.tracecodes import AnomalyKind
 from api.crypto.keyring import MasterKeyProvider
+from api.db import anomalies as kept_anomalies
 from api.db import models
+from api.db.anomalies import Anomaly
 from api.db.statements import advisory_key, is_postgresql, lock_key
 from api.ids import uuid7
-from api.services import access, tracing
+from api.services import access
 
 log = logging.getLogger("settle.audit")
 
@@ -230,7 +232,7 @@ def mac_verifies(keyring: MasterKeyProvider, entry: dict[str, Any]) -> bool:
     return keyring.verify_audit_mac(entry["mac_key_id"], entry_message(entry), entry["mac"])
 
 
-def forgery_anomaly(entry: dict[str, Any], reason: str, now: datetime) -> dict[str, Any]:
+def forgery_anomaly(entry: dict[str, Any], reason: str, now: datetime) -> Anomaly:
     """An AUDIT_FORGERY for the supervisors. A forged entry names no institution we can trust (its
     `org` is whatever the forger wrote), and the audit log is one for every region: it is the
     service's own (institution SYSTEM), seen by every supervisor (region ALL_REGIONS).
@@ -239,20 +241,16 @@ def forgery_anomaly(entry: dict[str, Any], reason: str, now: datetime) -> dict[s
         f"audit entry {entry['id']} ({entry['action']!r} at {moment(entry['occurred_at'])}, claimed by "
         f"{entry['org'] or 'nobody'}) was not written by the service: {reason}; it is left out of the chain"
     )
-    anomaly = tracing.anomaly(
+    return Anomaly(
         AnomalyKind.AUDIT_FORGERY,
         f"{AnomalyKind.AUDIT_FORGERY}:{entry['id']}",
-        institution=access.SYSTEM.org,
-        region=access.ALL_REGIONS,
-        settlement_id=None,
-        drug=None,
-        code=None,
-        at=now,
-        detected_by="scan",
-        message=message,
+        access.SYSTEM.org,
+        access.ALL_REGIONS,
+        now,
+        "scan",
+        message,
+        detail={"entry_id": str(entry["id"]), "reason": reason, "position": entry["position"]},
     )
-    anomaly["detail"] |= {"entry_id": str(entry["id"]), "reason": reason, "position": entry["position"]}
-    return anomaly
 
 
 def _forgery_reason(entry: dict[str, Any]) -> str:
@@ -284,7 +282,7 @@ class Sealer:
                 sequence, previous = head.sequence, head.entry_hash
                 seals: list[dict[str, Any]] = []
                 rejections: list[dict[str, Any]] = []
-                anomalies: list[dict[str, Any]] = []
+                anomalies: list[Anomaly] = []
                 for entry in pending:
                     if not mac_verifies(self.keyring, entry):
                         reason = _forgery_reason(entry)
@@ -317,7 +315,7 @@ class Sealer:
                     await session.execute(insert(models.AuditSeal), seals)
                 if rejections:
                     await session.execute(insert(models.AuditRejection), rejections)
-                    await tracing.record_anomalies(session, anomalies)
+                    await kept_anomalies.record(session, anomalies)
                     log.error("%d audit entries were not written by the service: set aside", len(rejections))
                 checkpointed = await self._checkpoint_if_due(session, sequence, previous, now) or checkpointed
                 await session.commit()

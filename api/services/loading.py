@@ -47,11 +47,11 @@ from adjudication.scenario import (
 from api.auth import Principal
 from api.crypto.envelope import FieldCipher, Place
 from api.crypto.tenants import insurer_tenant, people_tenant
-from api.db import models
+from api.db import ledger, models
 from api.db.statements import chunks, insert_missing, upsert
 from api.errors import ServiceError
 from api.ids import uuid7
-from api.services import access, audit, ledger
+from api.services import access, audit
 from api.services.runtime import Runtime
 from api.tables import table_of
 

@@ -20,10 +20,12 @@ from api.crypto.envelope import DecryptionError, Place
 from api.crypto.tenants import insurer_tenant
 from api.db import models
 from api.db.base import Base
+from api.db.unit_of_work import UnitOfWork, run
 from api.errors import ServiceError
 from api.services import access, audit, cursors
-from api.services.records import SettlementView, read_settlements
 from api.services.runtime import Runtime
+from api.services.settlement import reader
+from api.settlement import Settlement
 
 MAX_PAGE = 200
 
@@ -48,7 +50,7 @@ class SettlementFilter:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    items: tuple[SettlementView, ...]
+    items: tuple[Settlement, ...]
     cursors: tuple[str, ...]
     has_next_page: bool
 
@@ -57,29 +59,29 @@ def encode_cursor(settlement_id: uuid.UUID) -> str:
     return cursors.encode("settlement", settlement_id)
 
 
-async def settlement(runtime: Runtime, principal: Principal, settlement_id: uuid.UUID) -> SettlementView | None:
-    disclosures: list[audit.AuditRecord] = []
-    async with runtime.sessions() as session:
-        found = await read_settlements(session, runtime.cipher, principal, [settlement_id], disclosures)
-    await audit.append_alone(runtime.sessions, *disclosures)
-    return found.get(settlement_id)
+async def settlement(runtime: Runtime, principal: Principal, settlement_id: uuid.UUID) -> Settlement | None:
+    async def work(uow: UnitOfWork) -> Settlement | None:
+        return (await uow.settlements.read([settlement_id], reader(principal))).get(settlement_id)
+
+    return await run(runtime, work, read_only=True)
 
 
 async def settlement_by_serial(
     runtime: Runtime, principal: Principal, institution: str, serial: str
-) -> SettlementView | None:
+) -> Settlement | None:
     table = models.Settlement.__table__
-    async with runtime.sessions() as session:
+
+    async def work(uow: UnitOfWork) -> Settlement | None:
         found = (
-            await session.execute(
+            await uow.execute(
                 select(table.c.id).where(
                     table.c.institution_code == institution, table.c.serial == serial, access.settlements(principal)
                 )
             )
         ).scalar_one_or_none()
-    if found is None:
-        return None
-    return await settlement(runtime, principal, found)
+        return None if found is None else (await uow.settlements.read([found], reader(principal))).get(found)
+
+    return await run(runtime, work, read_only=True)
 
 
 async def settlements(
@@ -123,13 +125,14 @@ async def settlements(
         statement = statement.where(
             exists().where(lines.c.settlement_id == table.c.id, lines.c.drug_code == where.drug)
         )
-    disclosures: list[audit.AuditRecord] = []
-    async with runtime.sessions() as session:
-        ids = list((await session.execute(statement)).scalars())
-        has_next = len(ids) > first
-        ids = ids[:first]
-        found = await read_settlements(session, runtime.cipher, principal, ids, disclosures)
-    await audit.append_alone(runtime.sessions, *disclosures)
+
+    async def work(uow: UnitOfWork) -> tuple[list[uuid.UUID], dict[uuid.UUID, Settlement]]:
+        ids = list((await uow.execute(statement)).scalars())
+        return ids, await uow.settlements.read(ids[:first], reader(principal))
+
+    ids, found = await run(runtime, work, read_only=True)
+    has_next = len(ids) > first
+    ids = ids[:first]
     return Page(tuple(found[i] for i in ids), tuple(encode_cursor(i) for i in ids), has_next)
 
 

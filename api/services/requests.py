@@ -1,4 +1,4 @@
-"""What a cashier submits, checked field by field, and its canonical form.
+"""What a cashier submits, checked field by field, its canonical form, and what it names.
 
 "The same request" means the same canonical JSON: keys sorted, no whitespace, amounts in fen,
 so that "1600.0" and "1600.00" are one request and any change of substance is another.
@@ -14,9 +14,10 @@ from datetime import date
 
 from sqlalchemy.orm import InstrumentedAttribute
 
-from adjudication import Claim, ClaimLine, ErrorCode, Visit
+from adjudication import Claim, ClaimLine, ErrorCode, Institution, InstitutionKind, Visit
 from adjudication.money import parse_yuan
 from api.db import models
+from api.db.references import ClaimReferences, FormularyVersion, InsuredPerson
 from api.errors import ServiceError
 
 DIAGNOSIS_CHARS = 16
@@ -204,3 +205,44 @@ def _line(line: LineInput, at: str) -> ClaimLine:
         ),
         split=line.split,
     )
+
+
+def named_in(request: ClaimRequest, found: ClaimReferences) -> tuple[Institution, InsuredPerson, FormularyVersion]:
+    """What a claim names, found: its institution, person and formulary in force; each missing
+    one refused in the order a cashier would fix them (then the plans' dates, the visit's kind).
+    """
+    if found.institution is None:
+        raise ServiceError(ErrorCode.NOT_FOUND, f"no institution {request.institution}", "claim.institution")
+    if found.person is None:
+        raise ServiceError(ErrorCode.NOT_FOUND, f"no insured person {request.person}", "claim.person")
+    for index, line in enumerate(request.lines):
+        if line.drug not in found.drugs:
+            raise ServiceError(
+                ErrorCode.UNKNOWN_DRUG, f"no drug {line.drug} is registered", f"claim.lines[{index}].drug"
+            )
+    region, on = found.institution.region, request.service_date
+    if found.formulary is None:
+        _refuse_before_rules(found.formulary_from, "formulary", region, request)
+        raise ServiceError(
+            ErrorCode.NO_FORMULARY, f"no formulary of region {region} is in force on {on}", "claim.serviceDate"
+        )
+    if not found.plans:
+        _refuse_before_rules(found.plans_from, "plan", found.person.patient.region, request)
+    if request.visit is Visit.PHARMACY and found.institution.kind is not InstitutionKind.PHARMACY:
+        raise ServiceError(ErrorCode.VISIT_MISMATCH, "only a pharmacy submits pharmacy claims", "claim.visit")
+    return found.institution, found.person, found.formulary
+
+
+def _refuse_before_rules(earliest: object, what: str, region: str, request: ClaimRequest) -> None:
+    """No version is in force on the service date: if the region has versions at all, they all
+    begin after it, and the claim predates every rule it could be adjudicated on. (The floor is
+    the region's own: the formulary's of the institution's region, the plans' of the person's.)
+    A region with no versions at all is not a question of date (NO_FORMULARY, NOT_ELIGIBLE).
+    """
+    if earliest is not None:
+        raise ServiceError(
+            ErrorCode.SERVICE_DATE_BEFORE_RULES,
+            f"the service date {request.service_date.isoformat()} is before the first {what} of region {region}, "
+            f"in force from {earliest}: check the date; no rule held here applies to a claim that old",
+            "claim.serviceDate",
+        )

@@ -24,8 +24,8 @@ from api.crypto.envelope import DecryptionError, Place
 from api.crypto.tenants import people_tenant
 from api.db import models
 from api.services import access, audit, queries
-from api.services.records import SettlementView
 from api.services.runtime import Runtime
+from api.settlement import Settlement, SettlementStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +104,7 @@ class SlipDoesNotAddUp(AssertionError):
     """A settlement whose parts do not sum to its total: a broken invariant, never printed."""
 
 
-def personal_account_fen(view: SettlementView) -> int:
+def personal_account_fen(view: Settlement) -> int:
     """What the personal account (个人账户) paid: the one place that reads it. The settlement
     carries no such figure yet (the personal account is coming), so 0 until it does.
     """
@@ -112,7 +112,7 @@ def personal_account_fen(view: SettlementView) -> int:
     return paid
 
 
-def slip_of(view: SettlementView, facts: SlipFacts) -> Slip:
+def slip_of(view: Settlement, facts: SlipFacts) -> Slip:
     """The slip of a settlement as the read path shows it: the one function that knows its shape.
 
     The patient's share is what the personal account paid and the cash; with the plans' amounts
@@ -120,9 +120,12 @@ def slip_of(view: SettlementView, facts: SlipFacts) -> Slip:
     """
     paid = dict.fromkeys(PlanKind, 0)
     for fund in view.funds:
-        paid[PlanKind(fund.kind)] += fund.amount_fen
+        paid[fund.kind] += fund.amount_fen
     account = personal_account_fen(view)
     cash = view.patient_fen - account
+    settled_at = view.settled_at
+    if settled_at is None:  # a slip is of a stored settlement, never of a pre-settlement
+        raise SlipDoesNotAddUp(f"settlement {view.id} was never settled")
     if sum(paid.values()) + account + cash != view.total_fen or cash < 0:
         raise SlipDoesNotAddUp(f"settlement {view.id}: the payments do not make its total")
     return Slip(
@@ -133,9 +136,9 @@ def slip_of(view: SettlementView, facts: SlipFacts) -> Slip:
         person=view.person,
         name=facts.name,
         service_date=view.service_date,
-        visit=view.visit,
-        reversed=view.status == "reversed",
-        settled_at=view.settled_at,
+        visit=view.visit.value,
+        reversed=view.status is SettlementStatus.REVERSED,
+        settled_at=settled_at,
         reversed_at=view.reversed_at,
         reversal_reason=view.reversal_reason,
         treating_region=facts.treating_region,
@@ -152,9 +155,9 @@ def slip_of(view: SettlementView, facts: SlipFacts) -> Slip:
             SlipFund(
                 fund.plan,
                 fund.payer,
-                PlanKind(fund.kind),
+                fund.kind,
                 fund.amount_fen,
-                tuple(reason.code for reason in fund.reasons),
+                tuple(reason.code.value for reason in fund.reasons),
             )
             for fund in view.funds
         ),
@@ -173,7 +176,7 @@ def slip_of(view: SettlementView, facts: SlipFacts) -> Slip:
                 in_scope_fen=line.in_scope_fen,
                 paid_by=tuple((payment.plan, payment.amount_fen) for payment in line.payments),
                 patient_fen=line.patient_fen,
-                reasons=tuple(reason.code for reason in line.reasons),
+                reasons=tuple(reason.code.value for reason in line.reasons),
             )
             for line in view.lines
         ),

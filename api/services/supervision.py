@@ -27,6 +27,7 @@ from adjudication.anomaly_handling import (
 from adjudication.tracecodes import FINDING_KIND, AnomalyKind, Problem, check_line, detect
 from api.auth import Principal, Role
 from api.db import models
+from api.db.anomalies import Anomaly
 from api.errors import ServiceError
 from api.ids import uuid7
 from api.services import access, audit, cursors, tracing
@@ -45,7 +46,7 @@ async def scan(runtime: Runtime) -> int:
     fingerprints: what was flagged when written is not flagged again.
     """
     now = runtime.clock()
-    found: list[Row] = []
+    found: list[Anomaly] = []
     async with runtime.sessions() as session:
         found.extend(await _event_anomalies(session, now, runtime.reversal_window))
         found.extend(await _line_anomalies(session, now))
@@ -56,7 +57,7 @@ async def scan(runtime: Runtime) -> int:
     return int(after - before)
 
 
-async def _event_anomalies(session: AsyncSession, now: datetime, reversal_window: timedelta) -> list[Row]:
+async def _event_anomalies(session: AsyncSession, now: datetime, reversal_window: timedelta) -> list[Anomaly]:
     where = {str(row["id"]): row for row in await tracing.event_rows(session)}
     history = [tracing.code_event(row) for row in where.values()]
     facts = await tracing.drug_facts(session, [event.drug for event in history])
@@ -77,7 +78,7 @@ async def _event_anomalies(session: AsyncSession, now: datetime, reversal_window
     ]
 
 
-async def _line_anomalies(session: AsyncSession, now: datetime) -> list[Row]:
+async def _line_anomalies(session: AsyncSession, now: datetime) -> list[Anomaly]:
     """What the lines of live settlements show: codes malformed or miscounted, no codes, and
     dual-channel pharmacy sales without a matching e-prescription.
     """
@@ -103,7 +104,7 @@ async def _line_anomalies(session: AsyncSession, now: datetime) -> list[Row]:
     )
     facts = await tracing.drug_facts(session, [row["drug_code"] for row in rows])
     issued = {row["prescription_id"]: row for row in (await session.execute(select(prescriptions))).mappings()}
-    found: list[Row] = []
+    found: list[Anomaly] = []
     for row in rows:
         place = {
             "institution": row["institution_code"],

@@ -3,13 +3,16 @@
 At settlement every line's codes are checked (adjudication.tracecodes): malformed, mismatched
 or miscounted codes are refused with TRACE_CODE_INVALID, unless the institution's policy for the
 drug is to accept and flag them; a line without codes needs the drug on the institution's
-no-code list. Each package is then taken from: a whole package must be unsold, a split package
-must still hold the units. The package rows are locked (after the accumulators, before the
-pools), so two institutions scanning one code at once cannot both sell it. A second sale is
-refused with TRACE_CODE_ALREADY_SOLD and recorded as an anomaly on its own.
+no-code list (`check_codes`, before anything is locked). Each package is then taken from: a
+whole package must be unsold, a split package must still hold the units (`take_units`, on the
+packages the unit of work has locked, after the accumulators and before the pools), so two
+institutions scanning one code at once cannot both sell it. A second sale is refused with
+TRACE_CODE_ALREADY_SOLD and recorded as an anomaly on its own (`refused_sale`).
 
-Anomalies are detected when written and by `scan`, with the same rules and the same
-fingerprints, so that a scan never repeats what the writer found.
+The rules here are pure: the repositories (api/db/packages.py, api/db/anomalies.py) read, lock
+and write. Anomalies are detected when written and by the supervisors' scan, with the same
+rules and the same fingerprints, so that a scan never repeats what the writer found; the scan's
+helpers are at the end.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import RowMapping, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from adjudication import ErrorCode, Visit
+from adjudication import ClaimLine, ErrorCode
 from adjudication.tracecodes import (
     FINDING_KIND,
     AnomalyKind,
@@ -33,60 +36,213 @@ from adjudication.tracecodes import (
     check_line,
     detect,
     is_well_formed,
-    take_units,
 )
-from api.db import models
-from api.db.statements import insert_missing
+from adjudication.tracecodes import take_units as units_to_take
+from api.db import anomalies, models
+from api.db.anomalies import Anomaly
+from api.db.base import table_of
+from api.db.packages import Package, TraceEvent, taken
+from api.db.references import Prescription, TracePolicy
 from api.errors import ServiceError
 from api.ids import uuid7
-from api.services.requests import ClaimRequest
 
-Row = dict[str, Any]
-
-
-class TraceRefusal(ServiceError):
-    """A refused sale that must still be recorded: its anomalies are written on their own."""
-
-    def __init__(self, code: ErrorCode, message: str, field: str, anomalies: list[Row]) -> None:
-        super().__init__(code, message, field)
-        self.anomalies = anomalies
-
-
-@dataclass(slots=True)
-class TracePlan:
-    """What a settlement writes about its codes: package changes, events, anomalies."""
-
-    packages: list[Row] = field(default_factory=list)
-    events: list[Row] = field(default_factory=list)
-    anomalies: list[Row] = field(default_factory=list)
+NO_POLICY = TracePolicy()
 
 
 @dataclass(frozen=True, slots=True)
-class Where:
+class Dispensing:
+    """One claim's sale, as its trace events and anomalies name it."""
+
     institution: str
     region: str
+    serial: str
     settlement_id: uuid.UUID
-    patient_index: str
     person_id: uuid.UUID
+    patient_index: str
     at: datetime
     service_date: date
 
     def anomaly(
         self, kind: AnomalyKind, fingerprint: str, message: str, *, code: str | None = None, drug: str | None = None
-    ) -> Row:
+    ) -> Anomaly:
         """An anomaly the writer found in this settlement."""
-        return anomaly(
-            kind,
-            fingerprint,
-            institution=self.institution,
-            region=self.region,
-            settlement_id=self.settlement_id,
-            drug=drug,
-            code=code,
-            at=self.at,
-            detected_by="write",
-            message=message,
+        return Anomaly(
+            kind, fingerprint, self.institution, self.region, self.at, "write", message, self.settlement_id, drug, code
         )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedCodes:
+    """A claim's codes as checked: those well formed enough to take units from, by line (in the
+    order scanned), and the anomalies found in them.
+    """
+
+    usable: tuple[tuple[int, str], ...]
+    anomalies: tuple[Anomaly, ...]
+
+    def packages(self, lines: Sequence[ClaimLine], drugs: Mapping[str, DrugFacts]) -> dict[str, tuple[str, int]]:
+        """The packages to take from: code -> (drug, package units)."""
+        return {code: (lines[i].drug, drugs[lines[i].drug].package_units) for i, code in self.usable}
+
+
+@dataclass(frozen=True, slots=True)
+class Sale:
+    """What a settlement writes about its codes: its packages after the sale, its events, and
+    the anomalies found (in the codes themselves and in their history).
+    """
+
+    packages: tuple[Package, ...] = ()
+    events: tuple[TraceEvent, ...] = ()
+    anomalies: tuple[Anomaly, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class Oversold:
+    """Line `index` asks for more units than its packages hold: `code` was sold already."""
+
+    index: int
+    code: str
+    split: bool
+
+
+def check_codes(
+    lines: Sequence[ClaimLine],
+    drugs: Mapping[str, DrugFacts],
+    policies: Mapping[str, TracePolicy],
+    prescriptions: Mapping[str, Prescription] | None,
+    dispensing: Dispensing,
+) -> CheckedCodes:
+    """Every line's codes against its drug; raises TRACE_CODE_INVALID unless the institution's
+    policy flags instead. With `prescriptions` (a dual-channel pharmacy sale), each line needs
+    the prescribing hospital's e-prescription for this patient and drug, or is flagged.
+    """
+    found: list[Anomaly] = []
+    usable: list[tuple[int, str]] = []
+    for index, line in enumerate(lines):
+        drug = drugs[line.drug]
+        policy = policies.get(line.drug, NO_POLICY)
+        for finding in check_line(
+            line.trace_codes, line.quantity, split=line.split, package_units=drug.package_units, prefixes=drug.prefixes
+        ):
+            kind = FINDING_KIND[finding.problem]
+            if finding.problem is Problem.NO_CODE:
+                flagged = policy.no_code_stock
+            else:
+                flagged = policy.invalid_codes == "accept_and_flag"
+            if not flagged:
+                raise ServiceError(ErrorCode.TRACE_CODE_INVALID, finding.message, f"claim.lines[{index}].traceCodes")
+            if finding.problem is Problem.PRODUCT_MISMATCH:
+                continue  # the code's event carries it (see `detect`), as the scan will judge it
+            fingerprint = line_fingerprint(kind, dispensing.settlement_id, index, finding.code or "")
+            found.append(dispensing.anomaly(kind, fingerprint, finding.message, code=finding.code, drug=line.drug))
+        usable.extend((index, code) for code in dict.fromkeys(line.trace_codes) if is_well_formed(code))
+    if prescriptions is not None:
+        kind = AnomalyKind.NO_PRESCRIPTION
+        for index, line in enumerate(lines):
+            prescription = prescriptions.get(line.prescription_id or "")
+            if prescription is None or not prescription.covers(dispensing.person_id, line.drug):
+                found.append(
+                    dispensing.anomaly(
+                        kind,
+                        line_fingerprint(kind, dispensing.settlement_id, index),
+                        f"no e-prescription {line.prescription_id or '(none given)'} for this patient and drug",
+                        drug=line.drug,
+                    )
+                )
+    return CheckedCodes(tuple(usable), tuple(found))
+
+
+def take_units(
+    lines: Sequence[ClaimLine],
+    checked: CheckedCodes,
+    packages: Mapping[str, Package],
+    history: Sequence[CodeEvent],
+    drugs: Mapping[str, DrugFacts],
+    dispensing: Dispensing,
+    reversal_window: timedelta,
+) -> Sale | Oversold:
+    """Take each line's units from its (locked) packages: every unit of a whole package, the
+    units asked for from a split one, in the order scanned; and detect what the new events show
+    after the codes' `history`.
+    """
+    after = dict(packages)
+    events: list[TraceEvent] = []
+    for index, line in enumerate(lines):
+        codes = [code for i, code in checked.usable if i == index]
+        if not codes:
+            continue
+        remaining = [after[code].remaining for code in codes]
+        whole = all(units == after[code].package_units for code, units in zip(codes, remaining, strict=True))
+        taking = units_to_take(line.quantity, remaining) if line.split else (remaining if whole else None)
+        if taking is None:
+            opened = (c for c, units in zip(codes, remaining, strict=True) if units < after[c].package_units)
+            return Oversold(index, next(opened, codes[0]), line.split)
+        for code, units in zip(codes, taking, strict=True):
+            if units:
+                after[code] = taken(after[code], units)
+                events.append(
+                    TraceEvent(
+                        code,
+                        line.drug,
+                        "sold",
+                        dispensing.institution,
+                        dispensing.region,
+                        dispensing.settlement_id,
+                        index,
+                        units,
+                        dispensing.patient_index,
+                        dispensing.at,
+                        uuid7(),
+                    )
+                )
+    new = {
+        str(e.id): CodeEvent(
+            str(e.id), e.code, e.drug, e.kind, e.units, e.occurred_at, dispensing.service_date, e.institution
+        )
+        for e in events
+    }
+    found = [
+        dispensing.anomaly(detection.kind, detection.fingerprint, detection.message, code=detection.code)
+        for detection in detect([*history, *new.values()], drugs, reversal_window)
+        if detection.event_id in new
+    ]
+    return Sale(tuple(after.values()), tuple(events), (*checked.anomalies, *found))
+
+
+def refused_sale(
+    oversold: Oversold, last_sale: tuple[str, datetime] | None, drug: str, dispensing: Dispensing
+) -> tuple[ServiceError, Anomaly]:
+    """The refusal of a second sale, naming where and when the code was sold (the institution
+    by name only when it is the caller's own), and its anomaly, kept though the claim is refused.
+    """
+    sold_here = last_sale is not None and last_sale[0] == dispensing.institution
+    place = "here" if sold_here else "at another institution"
+    when = f" on {last_sale[1]:%Y-%m-%d %H:%M} UTC" if last_sale is not None else ""
+    code = oversold.code
+    kind = AnomalyKind.UNITS_BEYOND_PACKAGE if oversold.split else AnomalyKind.CODE_REUSED
+    message = (
+        f"traceability code {code} holds fewer units than dispensed (sold {place}{when})"
+        if oversold.split
+        else f"traceability code {code} was already sold {place}{when}"
+    )
+    record = Anomaly(
+        kind,
+        f"{kind}:refused:{dispensing.institution}:{dispensing.serial}:{code}",
+        dispensing.institution,
+        dispensing.region,
+        dispensing.at,
+        "write",
+        message,
+        None,  # the refused claim never settled
+        drug,
+        code,
+        {"serial": dispensing.serial, "sold_at_institution": last_sale[0] if last_sale else None},
+    )
+    field_name = f"claim.lines[{oversold.index}].traceCodes"
+    return ServiceError(ErrorCode.TRACE_CODE_ALREADY_SOLD, message, field_name), record
+
+
+# --- the supervisors' scan (api/services/supervision.py) and the audit sealer ------------------
 
 
 def anomaly(
@@ -101,25 +257,11 @@ def anomaly(
     at: datetime,
     detected_by: str,
     message: str,
-) -> Row:
-    return {
-        "id": uuid7(),
-        "kind": kind.value,
-        "severity": kind.severity,
-        "status": "open",
-        "fingerprint": fingerprint[:200],
-        "code": None if code is None else code[:40],
-        "institution_code": institution,
-        "region": region,
-        "drug_code": drug,
-        "settlement_id": settlement_id,
-        "detected_at": at,
-        "detected_by": detected_by,
-        "detail": {"message": message},
-        "handled_by": None,
-        "handled_at": None,
-        "note": None,
-    }
+    detail: Mapping[str, Any] | None = None,
+) -> Anomaly:
+    return Anomaly(
+        kind, fingerprint, institution, region, at, detected_by, message, settlement_id, drug, code, detail or {}
+    )
 
 
 def line_fingerprint(kind: AnomalyKind, settlement_id: uuid.UUID, index: int, *detail: str) -> str:
@@ -128,12 +270,12 @@ def line_fingerprint(kind: AnomalyKind, settlement_id: uuid.UUID, index: int, *d
 
 
 def prescribed(prescription: Mapping[Any, Any] | None, person_id: uuid.UUID, drug: str) -> bool:
-    """Whether an e-prescription covers this patient and drug."""
+    """Whether an e-prescription (a `prescriptions` row) covers this patient and drug."""
     return prescription is not None and prescription["person_id"] == person_id and drug in prescription["drugs"]
 
 
 async def drug_facts(session: AsyncSession, drugs: Sequence[str]) -> dict[str, DrugFacts]:
-    table = models.Drug.__table__
+    table = table_of(models.Drug)
     rows = await session.execute(
         select(table.c.code, table.c.package_units, table.c.trace_prefixes, table.c.listed_on).where(
             table.c.code.in_(sorted(set(drugs)))
@@ -142,98 +284,16 @@ async def drug_facts(session: AsyncSession, drugs: Sequence[str]) -> dict[str, D
     return {row.code: DrugFacts(row.package_units, tuple(row.trace_prefixes), row.listed_on) for row in rows}
 
 
-async def _policies(session: AsyncSession, institution: str, drugs: Sequence[str]) -> dict[str, Row]:
-    table = models.TracePolicy.__table__
-    rows = await session.execute(
-        select(table).where(table.c.institution_code == institution, table.c.drug_code.in_(sorted(set(drugs))))
-    )
-    return {row["drug_code"]: dict(row) for row in rows.mappings()}
+async def event_rows(session: AsyncSession, codes: Sequence[str] | None = None) -> Sequence[RowMapping]:
+    """Trace events with their settlement's service date: of these codes, or all of them."""
+    events, settlements = table_of(models.TraceEvent), table_of(models.Settlement)
+    statement = select(events, settlements.c.service_date).join(settlements, settlements.c.id == events.c.settlement_id)
+    if codes is not None:
+        statement = statement.where(events.c.code.in_(sorted(set(codes))))
+    return (await session.execute(statement)).mappings().all()
 
 
-async def plan_sale(
-    session: AsyncSession, request: ClaimRequest, where: Where, reversal_window: timedelta, *, lock: bool
-) -> TracePlan:
-    """Check the claim's codes and take its units from their packages. Raises TRACE_CODE_INVALID
-    or TRACE_CODE_ALREADY_SOLD (a TraceRefusal when the refusal is itself an anomaly).
-    """
-    drugs = [line.drug for line in request.lines]
-    facts = await drug_facts(session, drugs)
-    policies = await _policies(session, request.institution, drugs)
-    plan = TracePlan()
-    usable: list[tuple[int, str]] = []  # (line index, code) of well-formed codes, in scan order
-    for index, line in enumerate(request.lines):
-        drug = facts[line.drug]
-        policy = policies.get(line.drug, {"invalid_codes": "refuse", "no_code_stock": False})
-        for finding in check_line(
-            line.trace_codes, line.quantity, split=line.split, package_units=drug.package_units, prefixes=drug.prefixes
-        ):
-            kind = FINDING_KIND[finding.problem]
-            flagged = (
-                policy["no_code_stock"]
-                if finding.problem is Problem.NO_CODE
-                else policy["invalid_codes"] == "accept_and_flag"
-            )
-            if not flagged:
-                raise ServiceError(ErrorCode.TRACE_CODE_INVALID, finding.message, f"claim.lines[{index}].traceCodes")
-            if finding.problem is Problem.PRODUCT_MISMATCH:
-                continue  # the code's event carries it (see `detect`), as the scan will judge it
-            plan.anomalies.append(
-                where.anomaly(
-                    kind,
-                    line_fingerprint(kind, where.settlement_id, index, finding.code or ""),
-                    finding.message,
-                    code=finding.code,
-                    drug=line.drug,
-                )
-            )
-        usable.extend((index, code) for code in dict.fromkeys(line.trace_codes) if is_well_formed(code))
-    if request.visit is Visit.PHARMACY:
-        plan.anomalies.extend(await _unprescribed(session, request, where))
-    if not usable:
-        return plan
-    packages = await _packages(session, request, usable, facts, lock=lock)
-    seen = [code for code, row in packages.items() if row["last_event_at"] is not None]
-    history = [code_event(row) for row in await event_rows(session, seen)] if seen else []
-    for index, line in enumerate(request.lines):
-        codes = [code for i, code in usable if i == index]
-        if not codes:
-            continue
-        remaining = [packages[code]["package_units"] - packages[code]["units_sold"] for code in codes]
-        whole = all(units == packages[code]["package_units"] for code, units in zip(codes, remaining, strict=True))
-        taken = take_units(line.quantity, remaining) if line.split else (remaining if whole else None)
-        if taken is None:
-            raise await _already_sold(session, request, where, index, codes, packages, remaining, line.split)
-        for code, units in zip(codes, taken, strict=True):
-            if units:
-                packages[code]["units_sold"] += units
-                plan.events.append(
-                    {
-                        "id": uuid7(),
-                        "code": code,
-                        "drug_code": line.drug,
-                        "kind": "sold",
-                        "institution_code": where.institution,
-                        "region": where.region,
-                        "settlement_id": where.settlement_id,
-                        "line_index": index,
-                        "units": units,
-                        "patient_index": where.patient_index,
-                        "occurred_at": where.at,
-                    }
-                )
-    plan.packages = [
-        {"row_id": row["id"], "units_sold": row["units_sold"], "last_event_at": where.at} for row in packages.values()
-    ]
-    new = {str(row["id"]): code_event(row | {"service_date": where.service_date}) for row in plan.events}
-    for detection in detect([*history, *new.values()], facts, reversal_window):
-        if detection.event_id in new:
-            plan.anomalies.append(
-                where.anomaly(detection.kind, detection.fingerprint, detection.message, code=detection.code)
-            )
-    return plan
-
-
-def code_event(row: Mapping[str, Any]) -> CodeEvent:
+def code_event(row: Mapping[Any, Any]) -> CodeEvent:
     """A trace event row (with its settlement's service date) as the detector reads it."""
     return CodeEvent(
         str(row["id"]),
@@ -247,192 +307,6 @@ def code_event(row: Mapping[str, Any]) -> CodeEvent:
     )
 
 
-async def _packages(
-    session: AsyncSession,
-    request: ClaimRequest,
-    usable: list[tuple[int, str]],
-    facts: Mapping[str, DrugFacts],
-    *,
-    lock: bool,
-) -> dict[str, Row]:
-    table = models.TracePackage.__table__
-    codes = sorted({code for _, code in usable})
-    if lock:
-        drug_of = {code: request.lines[index].drug for index, code in usable}
-        await insert_missing(
-            session,
-            table,
-            [
-                {
-                    "id": uuid7(),
-                    "code": code,
-                    "drug_code": drug_of[code],
-                    "package_units": facts[drug_of[code]].package_units,
-                    "units_sold": 0,
-                    "last_event_at": None,
-                }
-                for code in codes
-            ],
-            ["code"],
-        )
-    statement = select(table).where(table.c.code.in_(codes)).order_by(table.c.code)
-    if lock:
-        statement = statement.with_for_update()
-    found = {row["code"]: dict(row) for row in (await session.execute(statement)).mappings()}
-    for index, code in usable:  # not yet seen (pre-settlement does not create them)
-        drug = request.lines[index].drug
-        found.setdefault(
-            code,
-            {
-                "id": None,
-                "code": code,
-                "drug_code": drug,
-                "package_units": facts[drug].package_units,
-                "units_sold": 0,
-                "last_event_at": None,
-            },
-        )
-    return found
-
-
-async def event_rows(session: AsyncSession, codes: Sequence[str] | None = None) -> Sequence[Mapping[str, Any]]:
-    """Trace events with their settlement's service date: of these codes, or all of them."""
-    events = models.TraceEvent.__table__
-    settlements = models.Settlement.__table__
-    statement = select(events, settlements.c.service_date).join(settlements, settlements.c.id == events.c.settlement_id)
-    if codes is not None:
-        statement = statement.where(events.c.code.in_(sorted(set(codes))))
-    return (await session.execute(statement)).mappings().all()
-
-
-async def _already_sold(
-    session: AsyncSession,
-    request: ClaimRequest,
-    where: Where,
-    index: int,
-    codes: list[str],
-    packages: Mapping[str, Row],
-    remaining: list[int],
-    split: bool,
-) -> TraceRefusal:
-    """The refusal of a second sale, naming where and when the code was sold (the institution
-    by name only when it is the caller's own), with its anomaly.
-    """
-    opened = (code for code, units in zip(codes, remaining, strict=True) if units < packages[code]["package_units"])
-    used = next(opened, codes[0])
-    events = models.TraceEvent.__table__
-    last = (
-        await session.execute(
-            select(events.c.institution_code, events.c.occurred_at)
-            .where(events.c.code == used, events.c.kind == "sold")
-            .order_by(events.c.occurred_at.desc())
-            .limit(1)
-        )
-    ).first()
-    place = "here" if last is not None and last.institution_code == request.institution else "at another institution"
-    when = f" on {last.occurred_at:%Y-%m-%d %H:%M} UTC" if last is not None else ""
-    kind = AnomalyKind.UNITS_BEYOND_PACKAGE if split else AnomalyKind.CODE_REUSED
-    message = (
-        f"traceability code {used} holds fewer units than dispensed (sold {place}{when})"
-        if split
-        else f"traceability code {used} was already sold {place}{when}"
-    )
-    record = anomaly(
-        kind,
-        f"{kind}:refused:{request.institution}:{request.serial}:{used}",
-        institution=where.institution,
-        region=where.region,
-        settlement_id=None,  # the refused claim never settled
-        drug=request.lines[index].drug,
-        code=used,
-        at=where.at,
-        detected_by="write",
-        message=message,
-    )
-    record["detail"] |= {"serial": request.serial, "sold_at_institution": last.institution_code if last else None}
-    return TraceRefusal(ErrorCode.TRACE_CODE_ALREADY_SOLD, message, f"claim.lines[{index}].traceCodes", [record])
-
-
-async def _unprescribed(session: AsyncSession, request: ClaimRequest, where: Where) -> list[Row]:
-    """Dual-channel pharmacy lines need the prescribing hospital's e-prescription, for this
-    patient and this drug.
-    """
-    table = models.Prescription.__table__
-    ids = sorted({line.prescription_id for line in request.lines if line.prescription_id})
-    found = (
-        {
-            row["prescription_id"]: row
-            for row in (await session.execute(select(table).where(table.c.prescription_id.in_(ids)))).mappings()
-        }
-        if ids
-        else {}
-    )
-    kind = AnomalyKind.NO_PRESCRIPTION
-    return [
-        where.anomaly(
-            kind,
-            line_fingerprint(kind, where.settlement_id, index),
-            f"no e-prescription {line.prescription_id or '(none given)'} for this patient and drug",
-            drug=line.drug,
-        )
-        for index, line in enumerate(request.lines)
-        if not prescribed(found.get(line.prescription_id or ""), where.person_id, line.drug)
-    ]
-
-
-async def write_sale(session: AsyncSession, plan: TracePlan) -> None:
-    if plan.packages:
-        table = models.TracePackage.__table__
-        await session.execute(
-            update(table)
-            .where(table.c.id == bindparam("row_id"))
-            .values(units_sold=bindparam("units_sold"), last_event_at=bindparam("last_event_at"))
-            .execution_options(synchronize_session=False),
-            plan.packages,
-        )
-    if plan.events:
-        await session.execute(models.TraceEvent.__table__.insert(), plan.events)
-    await record_anomalies(session, plan.anomalies)
-
-
-async def record_anomalies(session: AsyncSession, anomalies: Sequence[Row]) -> None:
+async def record_anomalies(session: AsyncSession, found: Sequence[Anomaly]) -> None:
     """Insert anomalies not yet recorded (a fingerprint is recorded once)."""
-    if anomalies:
-        await insert_missing(session, models.Anomaly.__table__, list(anomalies), ["fingerprint"])
-
-
-async def return_units(session: AsyncSession, settlement_id: uuid.UUID, at: datetime) -> None:
-    """A reversal frees the units its settlement took: opposite events, packages unlocked in order."""
-    events = models.TraceEvent.__table__
-    sold = (
-        (await session.execute(select(events).where(events.c.settlement_id == settlement_id, events.c.kind == "sold")))
-        .mappings()
-        .all()
-    )
-    if not sold:
-        return
-    packages = models.TracePackage.__table__
-    locked = {
-        row["code"]: dict(row)
-        for row in (
-            await session.execute(
-                select(packages)
-                .where(packages.c.code.in_(sorted({r["code"] for r in sold})))
-                .order_by(packages.c.code)
-                .with_for_update()
-            )
-        ).mappings()
-    }
-    for row in sold:
-        locked[row["code"]]["units_sold"] -= row["units"]
-    await session.execute(
-        update(packages)
-        .where(packages.c.id == bindparam("row_id"))
-        .values(units_sold=bindparam("units_sold"), last_event_at=bindparam("last_event_at"))
-        .execution_options(synchronize_session=False),
-        [{"row_id": row["id"], "units_sold": row["units_sold"], "last_event_at": at} for row in locked.values()],
-    )
-    await session.execute(
-        events.insert(),
-        [dict(row) | {"id": uuid7(), "kind": "returned", "occurred_at": at} for row in sold],
-    )
+    await anomalies.record(session, found)

@@ -17,8 +17,8 @@ import uvicorn
 from starlette.applications import Starlette
 
 from api.app import create_app, utc_now
+from api.db.ledger import check_invariants
 from api.db.session import create_engine, create_sessionmaker
-from api.services.ledger import check_invariants
 from api.settings import Mode, Settings
 from tests.api.documents import REFERENCE_DATA
 from tests.api.tokens import Tokens

@@ -144,14 +144,14 @@ async def test_a_many_page_anomaly_export_returns_every_row_once(service: Servic
     engine = create_engine(service.database_url)
     try:
         async with create_sessionmaker(engine)() as session:
-            await session.execute(insert(models.Anomaly.__table__), planted)
+            await session.execute(insert(models.Anomaly.__table__), [anomaly.row() for anomaly in planted])
             await session.commit()
     finally:
         await engine.dispose()
 
     rows = read(await export(service, "/exports/anomalies.csv", {"kind": "NO_CODE_STOCK"}))
 
-    assert sorted(row["id"] for row in rows) == sorted(str(row["id"]) for row in planted)
+    assert sorted(row["id"] for row in rows) == sorted(str(anomaly.id) for anomaly in planted)
 
 
 async def test_a_many_page_code_history_streams_every_event_in_time_order(service: Service) -> None:

@@ -20,8 +20,8 @@ from pypdf import PdfReader
 
 from adjudication import PlanKind, ReasonCode, Visit
 from adjudication.money import format_yuan, parse_yuan
-from api.services.records import FundShareView, SettlementView
 from api.services.slips import SlipDoesNotAddUp, SlipFacts, slip_of
+from api.settlement import FundShare, Settlement, SettlementStatus
 from api.slip_pdf import KIND_NAMES, PAID_HEADINGS, REASONS, VISITS
 from tests.api.conftest import Service
 from tests.api.documents import (
@@ -269,17 +269,24 @@ def test_every_reason_visit_and_plan_kind_has_its_words_on_the_slip() -> None:
 
 
 def test_a_settlement_whose_payments_do_not_make_its_total_is_never_printed() -> None:
-    fund = FundShareView("BASIC-EMP", "NHSA-310100", "basic", 900, 1000, 0, 900, 0, ())
-    view = SettlementView(
+    fund = FundShare("BASIC-EMP", uuid.uuid4(), "NHSA-310100", PlanKind.BASIC, 900, 1000, 0, 900, 0, ())
+    view = Settlement(
         id=uuid.uuid4(),
         institution=HOSPITAL,
+        region=REGION,
+        insured_region=REGION,
         serial="S-BAD",
+        request_hash="-",
         person=MEMBER,
+        person_id=uuid.uuid4(),
         service_date=date(2026, 3, 15),
         year=2026,
-        visit="inpatient",
+        visit=Visit.INPATIENT,
         diagnoses=("C50.9",),
-        status="settled",
+        drg_group=None,
+        prescribing_hospital=None,
+        formulary_version_id=uuid.uuid4(),
+        status=SettlementStatus.SETTLED,
         settled_at=datetime(2026, 3, 15, tzinfo=UTC),
         reversed_at=None,
         reversal_reason=None,

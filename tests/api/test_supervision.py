@@ -22,10 +22,10 @@ from api.crypto.envelope import FieldCipher
 from api.crypto.keyring import FileKeyring
 from api.crypto.suites import Suite
 from api.db import models
+from api.db.references import VersionCache
 from api.db.session import create_engine, create_sessionmaker
 from api.ids import uuid7
 from api.services import supervision
-from api.services.facts import VersionCache
 from api.services.runtime import Runtime
 from tests.api.conftest import Service
 from tests.api.documents import (

@@ -5,10 +5,9 @@ from typing import Annotated
 import strawberry
 from strawberry.scalars import JSON
 
-from api.errors import ServiceError
 from api.graphql.admin.types import LoadSummary
 from api.graphql.context import Info
-from api.graphql.errors import Forbidden, InvalidInput, NotFound, VersionConflict, error_from
+from api.graphql.errors import Forbidden, InvalidInput, NotFound, VersionConflict
 from api.graphql.people.types import PrepaymentPool, pool_type
 from api.services import loading, queries
 
@@ -26,13 +25,7 @@ class AdminMutations:
     )
     async def load_document(self, info: Info, document: JSON) -> LoadResult:
         context = info.context
-        try:
-            summary = await loading.load_document(context.runtime, context.principal, document)
-        except ServiceError as error:
-            refusal = error_from(error)
-            if isinstance(refusal, LoadRefusal):
-                return refusal
-            raise TypeError(f"loadDocument does not answer {type(refusal).__name__}") from error
+        summary = await loading.load_document(context.runtime, context.principal, document)
         return LoadSummary(**{name: getattr(summary, name) for name in LoadSummary.__annotations__})
 
     @strawberry.mutation(description="Advance money into a payer's prepayment pool at an institution (预付金).")
@@ -42,12 +35,6 @@ class AdminMutations:
         context = info.context
         grant = {"reference": reference, "payer": payer, "institution": institution, "amount": amount}
         document = {"grants": [grant | ({"note": note} if note else {})]}
-        try:
-            await loading.load_document(context.runtime, context.principal, document)
-        except ServiceError as error:
-            refusal = error_from(error)
-            if isinstance(refusal, GrantRefusal):
-                return refusal
-            raise TypeError(f"grantPrepayment does not answer {type(refusal).__name__}") from error
+        await loading.load_document(context.runtime, context.principal, document)
         pools = await queries.pools(context.runtime.sessions, context.principal, institution)
         return next(pool_type(pool) for pool in pools if pool.payer == payer)

@@ -1,3 +1,5 @@
+"""Pre-settlement, settlement and reversal at the cashier window: inputs, result unions, resolvers."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -5,8 +7,9 @@ from typing import Annotated
 
 import strawberry
 
-from adjudication import ErrorCode
+from adjudication import ErrorCode, Visit
 from api.errors import ServiceError
+from api.graphql import typed
 from api.graphql.context import Info
 from api.graphql.errors import (
     AlreadyReversed,
@@ -17,11 +20,10 @@ from api.graphql.errors import (
     NotEligible,
     NotFound,
     TraceCodeRefused,
-    error_from,
     parse_id,
 )
-from api.graphql.settlements.types import Reversal, Settlement, Visit, settlement_type
-from api.services import settlement as settlement_service
+from api.graphql.settlements.types import Reversal, Settlement, settlement_type
+from api.services import settlement as settlements
 from api.services.requests import ClaimLimits, ClaimRequest, LineInput, claim_request
 
 
@@ -98,39 +100,31 @@ def _request(info: Info, claim: ClaimInput) -> ClaimRequest:
 
 @strawberry.type
 class SettlementMutations:
-    @strawberry.mutation(
-        description="Pre-settlement (预结算): the full split as it would settle now; nothing is written."
-    )
+    """Each mutation converts its input, calls one service and converts the settlement back; a
+    refusal (ServiceError) becomes the result union's typed error in one place
+    (api/graphql/errors.py: ServiceErrors).
+    """
+
+    @typed.mutation(description="Pre-settlement (预结算): the full split as it would settle now; nothing is written.")
     async def pre_settle(self, info: Info, claim: ClaimInput) -> PreSettleResult:
         context = info.context
-        try:
-            view = await settlement_service.pre_settle(context.runtime, context.principal, _request(info, claim))
-        except ServiceError as error:
-            return error_from(error)
-        return settlement_type(view, pre_settled=True)
+        return settlement_type(await settlements.pre_settle(context.runtime, context.principal, _request(info, claim)))
 
-    @strawberry.mutation(description="Settle a claim in real time. Safe to retry with the same serial and body.")
+    @typed.mutation(description="Settle a claim in real time. Safe to retry with the same serial and body.")
     async def settle(self, info: Info, claim: ClaimInput) -> SettleResult:
         context = info.context
-        try:
-            view = await settlement_service.settle(context.runtime, context.principal, _request(info, claim))
-        except ServiceError as error:
-            return error_from(error)
-        return settlement_type(view)
+        return settlement_type(await settlements.settle(context.runtime, context.principal, _request(info, claim)))
 
-    @strawberry.mutation(description="Reverse a settlement in full (冲正/退费), by id or by the institution's serial.")
+    @typed.mutation(description="Reverse a settlement in full (冲正/退费), by id or by the institution's serial.")
     async def reverse_settlement(self, info: Info, input: ReversalInput) -> ReverseResult:
         context = info.context
         settlement_id = None
         if input.id is not None:
             settlement_id = parse_id(input.id)
             if settlement_id is None:
-                return error_from(ServiceError(ErrorCode.NOT_FOUND, f"no settlement {input.id}", "input.id"))
-        target = settlement_service.ReversalTarget(settlement_id, input.institution, input.serial)
-        try:
-            reversal = await settlement_service.reverse(context.runtime, context.principal, target, input.reason)
-        except ServiceError as error:
-            return error_from(error)
+                raise ServiceError(ErrorCode.NOT_FOUND, f"no settlement {input.id}", "input.id")
+        target = settlements.ReversalTarget(settlement_id, input.institution, input.serial)
+        reversal = await settlements.reverse(context.runtime, context.principal, target, input.reason)
         return Reversal(
             settlement=None if reversal.settlement is None else settlement_type(reversal.settlement),
             voided_serial=reversal.voided_serial,

@@ -1,13 +1,15 @@
+"""Settlements as their readers ask for them: one, by serial, or a page."""
+
 from __future__ import annotations
 
 from typing import Annotated
 
 import strawberry
 
-from api.errors import ServiceError
+from api.graphql import typed
 from api.graphql.context import Info
 from api.graphql.cost import PAGE_SIZE_DESCRIPTION
-from api.graphql.errors import parse_id, query_error
+from api.graphql.errors import parse_id
 from api.graphql.permissions import ClaimReaders
 from api.graphql.settlements.types import (
     PageInfo,
@@ -22,7 +24,7 @@ from api.services import queries
 
 @strawberry.type
 class SettlementQueries:
-    @strawberry.field(
+    @typed.field(
         description="A settlement (a settled claim) with its lines, split and explanation of benefits.",
         permission_classes=[ClaimReaders],
     )
@@ -33,7 +35,7 @@ class SettlementQueries:
         found = await queries.settlement(info.context.runtime, info.context.principal, settlement_id)
         return None if found is None else settlement_type(found)
 
-    @strawberry.field(
+    @typed.field(
         description="Did this serial settle? For a cashier whose call timed out.", permission_classes=[ClaimReaders]
     )
     async def settlement_by_serial(self, info: Info, institution: str, serial: str) -> Settlement | None:
@@ -41,7 +43,7 @@ class SettlementQueries:
         found = await queries.settlement_by_serial(context.runtime, context.principal, institution, serial)
         return None if found is None else settlement_type(found)
 
-    @strawberry.field(
+    @typed.field(
         description="Settlements, newest first, with Relay-style cursor pagination.", permission_classes=[ClaimReaders]
     )
     async def settlements(
@@ -52,26 +54,23 @@ class SettlementQueries:
         filter: SettlementFilter | None = None,
     ) -> SettlementConnection | None:
         where = filter or SettlementFilter()
-        try:
-            page = await queries.settlements(
-                info.context.runtime,
-                info.context.principal,
-                queries.SettlementFilter(
-                    institution=where.institution,
-                    payer=where.payer,
-                    service_from=where.service_from,
-                    service_to=where.service_to,
-                    drug=where.drug,
-                    status=None if where.status is None else where.status.value,
-                    region=where.region,
-                    insured_region=where.insured_region,
-                    cross_region=where.cross_region,
-                ),
-                first,
-                after,
-            )
-        except ServiceError as error:
-            raise query_error(error) from None
+        page = await queries.settlements(  # a refused argument (a bad cursor) leaves as a coded field error
+            info.context.runtime,
+            info.context.principal,
+            queries.SettlementFilter(
+                institution=where.institution,
+                payer=where.payer,
+                service_from=where.service_from,
+                service_to=where.service_to,
+                drug=where.drug,
+                status=None if where.status is None else where.status.value,
+                region=where.region,
+                insured_region=where.insured_region,
+                cross_region=where.cross_region,
+            ),
+            first,
+            after,
+        )
         edges = [
             SettlementEdge(cursor=cursor, node=settlement_type(item))
             for item, cursor in zip(page.items, page.cursors, strict=True)

@@ -1,5 +1,7 @@
 """Settlements as a settlement slip shows them: total, out of scope, above standard, B self-pay,
 in scope, each fund's payment, the patient's cash; per fund and per line, with reasons.
+
+`settlement_type` is the one conversion from the service's settlement (`api.settlement`).
 """
 
 from __future__ import annotations
@@ -9,21 +11,20 @@ from enum import StrEnum
 
 import strawberry
 
-from adjudication import ReasonCode as DomainReasonCode
-from adjudication import Visit as DomainVisit
+from adjudication import Reason as EngineReason
+from adjudication import ReasonCode, Visit
+from api.graphql import typed
 from api.graphql.confidential import ConfidentialAmount
 from api.graphql.scalars import Yuan
-from api.services.records import FundShareView, LineView, ReasonView, RebateView, SettlementView
+from api.settlement import FundShare as FundShareValue
+from api.settlement import Rebate as RebateValue
+from api.settlement import Settlement as SettlementValue
+from api.settlement import SettlementLine as LineValue
+from api.settlement import SettlementStatus
 
-Visit = strawberry.enum(DomainVisit, name="Visit")
-ReasonCode = strawberry.enum(DomainReasonCode, name="ReasonCode")
-
-
-@strawberry.enum
-class SettlementStatus(StrEnum):
-    SETTLED = "settled"
-    REVERSED = "reversed"
-    PRE_SETTLED = "pre_settled"
+strawberry.enum(Visit, name="Visit")
+strawberry.enum(ReasonCode, name="ReasonCode")
+strawberry.enum(SettlementStatus, name="SettlementStatus")
 
 
 @strawberry.type
@@ -96,24 +97,19 @@ class Rebate:
         description="NOT_COMPUTABLE: the insurer's settlement price could not be read when the claim settled "
         "(its key was destroyed); the claim settled on list prices all the same, and no amount was derived."
     )
-    _view: strawberry.Private[RebateView]
+    value: strawberry.Private[RebateValue]
 
-    @strawberry.field(
+    @typed.field(
         description="Clear for its insurer and price auditors, MASKED for everyone else; null when not computable. "
         "A rebate whose key was destroyed answers KEY_DESTROYED on this field alone."
     )
     def amount(self) -> ConfidentialAmount | None:
-        if not self._view.computable:
+        if not self.value.computable:
             return None
-        unreadable = self._view.unreadable
+        unreadable = self.value.unreadable
         if unreadable is not None:
             raise type(unreadable)(str(unreadable))
-        return ConfidentialAmount.of(self._view.amount_fen)
-
-
-def rebate_type(view: RebateView) -> Rebate:
-    status = RebateStatus.COMPUTED if view.computable else RebateStatus.NOT_COMPUTABLE
-    return Rebate(line=view.line, drug=view.drug, insurer=view.insurer, status=status, _view=view)
+        return ConfidentialAmount.of(self.value.amount_fen)
 
 
 @strawberry.type
@@ -136,69 +132,76 @@ class Settlement:
     )
 
 
-def _reasons(view_reasons: tuple[ReasonView, ...]) -> list[Reason]:
-    return [Reason(code=DomainReasonCode(reason.code), message=reason.message) for reason in view_reasons]
+def settlement_type(settlement: SettlementValue) -> Settlement:
+    """The one conversion of a settlement for the API."""
+    s = settlement
+    return Settlement(
+        id=strawberry.ID(str(s.id)),
+        institution=s.institution,
+        serial=s.serial,
+        person=s.person,
+        service_date=s.service_date,
+        year=s.year,
+        visit=s.visit,
+        diagnoses=list(s.diagnoses),
+        status=s.status,
+        settled_at=s.settled_at,
+        reversed_at=s.reversed_at,
+        reversal_reason=s.reversal_reason,
+        rebates=[_rebate(rebate) for rebate in s.rebates],
+        explanation=ExplanationOfBenefits(
+            total=Yuan(s.total_fen),
+            out_of_scope=Yuan(s.out_of_scope_fen),
+            above_standard=Yuan(s.above_standard_fen),
+            self_pay_first=Yuan(s.self_pay_first_fen),
+            in_scope=Yuan(s.in_scope_fen),
+            funds=[_fund(fund) for fund in s.funds],
+            patient_cash=Yuan(s.patient_fen),
+            lines=[_line(line) for line in s.lines],
+        ),
+    )
 
 
-def _fund(fund: FundShareView) -> FundShare:
+def _reasons(reasons: tuple[EngineReason, ...]) -> list[Reason]:
+    return [Reason(code=reason.code, message=reason.message) for reason in reasons]
+
+
+def _fund(fund: FundShareValue) -> FundShare:
     return FundShare(
         plan=fund.plan,
         payer=fund.payer,
-        kind=fund.kind,
-        amount=fund.amount_fen,
-        base=fund.base_fen,
-        deductible_applied=fund.deductible_applied_fen,
-        drawn_from_prepayment=fund.drawn_fen,
-        receivable=fund.receivable_fen,
+        kind=fund.kind.value,
+        amount=Yuan(fund.amount_fen),
+        base=Yuan(fund.base_fen),
+        deductible_applied=Yuan(fund.deductible_applied_fen),
+        drawn_from_prepayment=Yuan(fund.drawn_fen),
+        receivable=Yuan(fund.receivable_fen),
         reasons=_reasons(fund.reasons),
     )
 
 
-def _line(line: LineView) -> SettlementLine:
+def _line(line: LineValue) -> SettlementLine:
     return SettlementLine(
         index=line.index,
         drug=line.drug,
         quantity=line.quantity,
         donated_units=line.donated_units,
-        unit_price=line.unit_price_fen,
-        total=line.total_fen,
-        out_of_scope=line.out_of_scope_fen,
-        above_standard=line.above_standard_fen,
-        self_pay_first=line.self_pay_first_fen,
-        in_scope=line.in_scope_fen,
-        payments=[LinePayment(plan=p.plan, amount=p.amount_fen) for p in line.payments],
-        patient_cash=line.patient_fen,
+        unit_price=Yuan(line.unit_price_fen),
+        total=Yuan(line.total_fen),
+        out_of_scope=Yuan(line.out_of_scope_fen),
+        above_standard=Yuan(line.above_standard_fen),
+        self_pay_first=Yuan(line.self_pay_first_fen),
+        in_scope=Yuan(line.in_scope_fen),
+        payments=[LinePayment(plan=p.plan, amount=Yuan(p.amount_fen)) for p in line.payments],
+        patient_cash=Yuan(line.patient_fen),
         reasons=_reasons(line.reasons),
         trace_codes=list(line.trace_codes),
     )
 
 
-def settlement_type(view: SettlementView, *, pre_settled: bool = False) -> Settlement:
-    return Settlement(
-        id=strawberry.ID(str(view.id)),
-        institution=view.institution,
-        serial=view.serial,
-        person=view.person,
-        service_date=view.service_date,
-        year=view.year,
-        visit=DomainVisit(view.visit),
-        diagnoses=list(view.diagnoses),
-        status=SettlementStatus.PRE_SETTLED if pre_settled else SettlementStatus(view.status),
-        settled_at=None if pre_settled else view.settled_at,
-        reversed_at=view.reversed_at,
-        reversal_reason=view.reversal_reason,
-        rebates=[rebate_type(rebate) for rebate in view.rebates],
-        explanation=ExplanationOfBenefits(
-            total=view.total_fen,
-            out_of_scope=view.out_of_scope_fen,
-            above_standard=view.above_standard_fen,
-            self_pay_first=view.self_pay_first_fen,
-            in_scope=view.in_scope_fen,
-            funds=[_fund(fund) for fund in view.funds],
-            patient_cash=view.patient_fen,
-            lines=[_line(line) for line in view.lines],
-        ),
-    )
+def _rebate(rebate: RebateValue) -> Rebate:
+    status = RebateStatus.COMPUTED if rebate.computable else RebateStatus.NOT_COMPUTABLE
+    return Rebate(line=rebate.line, drug=rebate.drug, insurer=rebate.insurer, status=status, value=rebate)
 
 
 @strawberry.type

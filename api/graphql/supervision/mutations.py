@@ -8,7 +8,7 @@ import strawberry
 from adjudication import ErrorCode
 from api.errors import ServiceError
 from api.graphql.context import Info
-from api.graphql.errors import AnomalyDecided, Forbidden, InvalidInput, NotFound, error_from, parse_id
+from api.graphql.errors import AnomalyDecided, Forbidden, InvalidInput, NotFound, parse_id
 from api.graphql.supervision.types import Anomaly, AnomalyStatus, PrescriptionRecord, anomaly_type
 from api.services import supervision
 
@@ -49,31 +49,17 @@ class SupervisionMutations:
     async def handle_anomaly(self, info: Info, input: HandleAnomalyInput) -> HandleResult:
         context = info.context
         anomaly_id = parse_id(input.id)
-        try:
-            if anomaly_id is None:
-                raise ServiceError(ErrorCode.NOT_FOUND, f"no anomaly {input.id}", "input.id")
-            handled = await supervision.handle(
-                context.runtime, context.principal, anomaly_id, input.status.value, input.note
-            )
-        except ServiceError as error:
-            refusal = error_from(error)
-            if isinstance(refusal, HandleRefusal):
-                return refusal
-            raise TypeError(f"handleAnomaly does not answer {type(refusal).__name__}") from error
-        return anomaly_type(handled)
+        if anomaly_id is None:
+            raise ServiceError(ErrorCode.NOT_FOUND, f"no anomaly {input.id}", "input.id")
+        row = await supervision.handle(context.runtime, context.principal, anomaly_id, input.status.value, input.note)
+        return anomaly_type(row)
 
     @strawberry.mutation(description="Record an electronic prescription (the prescribing hospital).")
     async def record_prescription(self, info: Info, input: PrescriptionInput) -> PrescriptionResult:
         context = info.context
-        try:
-            recorded = await supervision.record_prescription(
-                context.runtime, context.principal, input.prescription_id, input.person, input.drugs, input.issued_on
-            )
-        except ServiceError as error:
-            refusal = error_from(error)
-            if isinstance(refusal, PrescriptionRefusal):
-                return refusal
-            raise TypeError(f"recordPrescription does not answer {type(refusal).__name__}") from error
+        recorded = await supervision.record_prescription(
+            context.runtime, context.principal, input.prescription_id, input.person, input.drugs, input.issued_on
+        )
         return PrescriptionRecord(
             prescription_id=recorded.prescription_id, hospital=recorded.hospital, drugs=list(recorded.drugs)
         )

@@ -5,10 +5,8 @@ from typing import Annotated
 
 import strawberry
 
-from api.errors import ServiceError
 from api.graphql.context import Info
 from api.graphql.cost import PAGE_SIZE_DESCRIPTION
-from api.graphql.errors import query_error
 from api.graphql.permissions import AnomalyReaders, AuditVerifiers, SupervisorsOnly
 from api.graphql.supervision.types import (
     AnomalyConnection,
@@ -53,12 +51,9 @@ class SupervisionQueries:
         after: str | None = None,
         filter: AnomalyFilter | None = None,
     ) -> AnomalyConnection | None:
-        try:
-            found, more = await supervision.anomalies(
-                info.context.runtime, info.context.principal, service_filter(filter), first, after
-            )
-        except ServiceError as error:
-            raise query_error(error) from None
+        found, more = await supervision.anomalies(  # a refused argument leaves as a coded field error
+            info.context.runtime, info.context.principal, service_filter(filter), first, after
+        )
         edges = [AnomalyEdge(cursor=supervision.cursor_of(anomaly.id), node=anomaly_type(anomaly)) for anomaly in found]
         return AnomalyConnection(
             edges=edges, page_info=AnomalyPageInfo(has_next_page=more, end_cursor=edges[-1].cursor if edges else None)

@@ -2,8 +2,8 @@
 hold over everything stored.
 
 The accounts, the codes (`Why`) and the postings of a settlement, reversal, refund or grant are
-pure values decided in `adjudication.ledger` (re-exported here); this module only writes them
-down and checks the stored ledger against the pools, accumulators and settlements.
+pure values decided in `adjudication.ledger`; this module only writes them down and checks the
+stored ledger against the pools, accumulators and settlements (after every test).
 """
 
 from __future__ import annotations
@@ -17,33 +17,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from adjudication.ledger import (
-    REVERSAL_OF,
-    Posting,
-    Why,
-    balanced,
-    institution_claims,
-    patient_cash,
-    payable,
-    pool,
-    treasury,
-)
+from adjudication.ledger import Posting, balanced, pool
 from api.db import models
 from api.ids import uuid7
-
-__all__ = [
-    "REVERSAL_OF",
-    "Posting",
-    "Violation",
-    "Why",
-    "check_invariants",
-    "entry_rows",
-    "institution_claims",
-    "patient_cash",
-    "payable",
-    "pool",
-    "treasury",
-]
 
 
 def entry_rows(
