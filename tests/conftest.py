@@ -29,11 +29,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import make_url
 
 from api.db.migrate import upgrade
 from api.db.session import create_engine
 from api.settings import PROJECT_ROOT
+
+hypothesis_settings.register_profile("ci", max_examples=400, deadline=None)
+hypothesis_settings.register_profile("dev", max_examples=50, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+"""Property tests draw 50 examples each by default (dev); `.ci/run` sets HYPOTHESIS_PROFILE=ci for 400."""
 
 MIGRATIONS = PROJECT_ROOT / "migrations"
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -141,7 +147,9 @@ HADOLINT, HADOLINT_VERSION, HADOLINT_PROBLEM = _hadolint()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    lines: list[str] = []
+    profile = hypothesis_settings.get_current_profile_name()
+    examples = hypothesis_settings.default.max_examples
+    lines: list[str] = [f"HYPOTHESIS: profile {profile}, {examples} examples per property (HYPOTHESIS_PROFILE=ci: 400)"]
     if POSTGRES_PROBLEM is None:
         lines.append(f"DATABASES: SQLite and PostgreSQL ({make_url(ADMIN_URL).render_as_string()})")
     else:

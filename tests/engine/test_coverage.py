@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from types import MappingProxyType
 
-from hypothesis import given, settings
+from hypothesis import given
 
 from adjudication import (
     Adjudication,
@@ -74,7 +74,6 @@ def test_a_plan_that_accepts_the_person_covers_them_even_when_it_pays_nothing() 
         assert covered(result)
 
 
-@settings(max_examples=400, deadline=None)
 @given(cases())
 def test_a_person_no_plan_covers_pays_the_whole_bill_and_no_total_moves(case: Case) -> None:
     result = case.run()

@@ -21,7 +21,7 @@ from adjudication import (
 )
 from tests.engine.strategies import PAYERS, Case, cases, fen, payer_amounts
 
-EXAMPLES = settings(max_examples=400, deadline=None)
+EXAMPLES = settings()  # the number of examples is the profile's (tests/conftest.py): dev or ci
 
 
 def share(plan: str, payer: str, amount: int) -> PayerShare:

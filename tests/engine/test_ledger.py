@@ -28,7 +28,7 @@ from adjudication.ledger import (
 )
 from tests.engine.strategies import PAYERS, Case, cases, fen, payer_amounts
 
-EXAMPLES = settings(max_examples=400, deadline=None)
+EXAMPLES = settings()  # the number of examples is the profile's (tests/conftest.py): dev or ci
 
 institutions = st.sampled_from(("H310001", "P310002"))
 people = st.sampled_from(("310100199001010011", "P-0001"))

@@ -17,7 +17,7 @@ from adjudication.claims import ZERO_ACCUMULATOR
 from adjudication.plans import terms_for
 from tests.engine.strategies import Case, cases, plans
 
-EXAMPLES = settings(max_examples=400, deadline=None)
+EXAMPLES = settings()  # the number of examples is the profile's (tests/conftest.py): dev or ci
 
 
 @EXAMPLES
